@@ -1,0 +1,138 @@
+"""Kafka client options that work on Apache Kafka and on the embedded broker alike.
+
+The embedded broker implements neither idempotent producers nor transactions (InitProducerId
+fails), so producers run with `enable_idempotence=False`, `acks="all"` and no transactional
+id; delivery is at-least-once and consumers remove duplicates by ids. On Apache Kafka these
+settings are valid too; they only give up broker-side de-duplication of producer retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from services.messages.registry import ALL_TOPICS, TopicSpec
+from services.settings import Settings
+
+
+class BrokerUnavailableError(RuntimeError):
+    """The configured brokers did not answer within the bounded retry."""
+
+
+def security_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka security arguments (PLAINTEXT, SSL, SASL_SSL with SCRAM) from the settings."""
+    kwargs: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in {"SSL", "SASL_SSL"}:
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+        if settings.ssl_certfile and settings.ssl_keyfile:
+            context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile))
+        kwargs["ssl_context"] = context
+    if settings.security_protocol.startswith("SASL"):
+        kwargs["sasl_mechanism"] = settings.sasl_mechanism
+        kwargs["sasl_plain_username"] = settings.sasl_username
+        kwargs["sasl_plain_password"] = (
+            settings.sasl_password.get_secret_value() if settings.sasl_password else None
+        )
+    return kwargs
+
+
+def producer_kwargs(settings: Settings) -> dict[str, Any]:
+    """Producer options: acks=all, no idempotence, large messages (camera frames)."""
+    return {
+        "acks": "all",
+        "enable_idempotence": False,
+        "max_request_size": settings.max_message_bytes,
+        "linger_ms": 0,
+        "request_timeout_ms": 30_000,
+    }
+
+
+def consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """Consumer options: manual commits (after publishing), fetch sizes fit large frames."""
+    return {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "fetch_max_bytes": max(settings.max_message_bytes * 2, 52_428_800),
+        "max_partition_fetch_bytes": settings.max_message_bytes,
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 3_000,
+    }
+
+
+def client_kwargs(settings: Settings, bootstrap: str, role: str) -> dict[str, Any]:
+    """Connection arguments shared by every aiokafka client of one role."""
+    return {
+        "bootstrap_servers": bootstrap,
+        "client_id": f"{settings.client_id}-{role}",
+        **security_kwargs(settings),
+    }
+
+
+async def wait_for_brokers(settings: Settings, bootstrap: str, *, timeout_s: float | None = None,
+                           ) -> None:
+    """Return once the brokers answer a metadata request; BrokerUnavailableError after timeout.
+
+    Retries with a short back-off instead of hanging on an address that never answers.
+    """
+    deadline = time.monotonic() + (timeout_s or settings.connect_timeout_s)
+    last: Exception | None = None
+    delay = 0.1
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(**client_kwargs(settings, bootstrap, "probe"),
+                                    request_timeout_ms=3_000)
+        try:
+            await asyncio.wait_for(admin.start(), timeout=max(0.5, deadline - time.monotonic()))
+            await admin.close()
+            return
+        except (KafkaError, OSError, TimeoutError) as exc:
+            last = exc
+            await _close_quietly(admin)
+        await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 2, 1.0)
+    waited = timeout_s or settings.connect_timeout_s
+    raise BrokerUnavailableError(
+        f"Kafka at {bootstrap} did not answer within {waited:g} s "
+        f"({type(last).__name__ if last else 'timeout'}: {last}). Check "
+        "ROADSTREAM_BOOTSTRAP_SERVERS, the network and the security settings, or unset "
+        "ROADSTREAM_BOOTSTRAP_SERVERS to use the embedded broker."
+    )
+
+
+async def _close_quietly(admin: AIOKafkaAdminClient) -> None:
+    try:
+        await admin.close()
+    except Exception:  # noqa: BLE001 - a half-started client may fail to close; nothing to keep
+        return
+
+
+async def ensure_topics(settings: Settings, bootstrap: str,
+                        topics: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
+    """Create missing topics with the configured partitions; return the names created."""
+    admin = AIOKafkaAdminClient(**client_kwargs(settings, bootstrap, "admin"))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [
+            NewTopic(t.name, num_partitions=settings.topic_partitions,
+                     replication_factor=settings.topic_replication,
+                     topic_configs={"max.message.bytes": str(settings.max_message_bytes)})
+            for t in topics if t.name not in existing
+        ]
+        if new:
+            await admin.create_topics(new)
+        return [t.name for t in new]
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings, bootstrap: str, role: str) -> AIOKafkaProducer:
+    """A producer with the shared options (start it yourself)."""
+    return AIOKafkaProducer(**client_kwargs(settings, bootstrap, role), **producer_kwargs(settings))

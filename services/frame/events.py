@@ -1,0 +1,18 @@
+"""Building safety events: one helper so every service fills them the same way."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from services.messages import EventRefs, SafetyEvent, Severity
+
+
+def safety_event(*, source: str, type_: str, severity: Severity, vehicle_id: str = "",
+                 details: dict[str, Any] | None = None, refs: EventRefs | None = None,
+                 run_id: str = "", stamp_ns: int | None = None) -> SafetyEvent:
+    """A new SafetyEvent with a fresh uuid and the current wall-clock stamp."""
+    return SafetyEvent(event_id=uuid.uuid4(), stamp_ns=stamp_ns or time.time_ns(),
+                       vehicle_id=vehicle_id, source=source, type=type_, severity=severity,
+                       details=details or {}, references=refs or EventRefs(), run_id=run_id)

@@ -1,0 +1,216 @@
+"""The service frame: a FastStream Kafka app with settings, metrics, health, DLQ and shutdown.
+
+A service is a thin loop over pure code::
+
+    frame = ServiceFrame("perception", settings, bootstrap)
+
+    @frame.consume(CAMERA_FRAMES)
+    async def on_frame(record: Record) -> None:
+        result = pure_function(record.value)         # may raise: the record is dead-lettered
+        await frame.publish(PERCEPTION_OBJECTS, result, key=record.key)
+
+    await frame.run()      # until SIGINT/SIGTERM, then drains and stops
+
+Offsets are committed only after the handler returns, that is after its publishes were
+acknowledged by the brokers (at-least-once); a failure to reach Kafka is not committed and
+the message is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.broker.clients import consumer_kwargs, security_kwargs
+from services.frame.delivery import Record, dead_letter_headers, is_infrastructure_error
+from services.frame.events import safety_event
+from services.frame.http import OpsServer
+from services.messages import SAFETY_EVENTS, EventRefs, Payload, Severity, TopicSpec
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Record], Awaitable[None]]
+
+
+def faststream_security(settings: Settings) -> BaseSecurity | None:
+    """FastStream's security object for the configured protocol (None for PLAINTEXT)."""
+    kw = security_kwargs(settings)
+    ssl_context = kw.get("ssl_context")
+    use_ssl = settings.security_protocol in {"SSL", "SASL_SSL"}
+    if settings.security_protocol.startswith("SASL"):
+        cls = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256,
+               "PLAIN": SASLPlaintext}[settings.sasl_mechanism]
+        return cls(username=kw["sasl_plain_username"], password=kw["sasl_plain_password"],
+                   ssl_context=ssl_context, use_ssl=use_ssl)
+    if use_ssl:
+        return BaseSecurity(ssl_context=ssl_context, use_ssl=True)
+    return None
+
+
+class ServiceMetrics:
+    """Metrics every service has, on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.handled = Counter("roadstream_messages_handled_total", "Messages handled",
+                               ["service", "topic"], registry=registry)
+        self.dead_letters = Counter("roadstream_dead_letters_total",
+                                    "Messages sent to a dead-letter topic",
+                                    ["service", "topic", "error"], registry=registry)
+        self.handler_seconds = Histogram("roadstream_handler_duration_seconds",
+                                         "Time in a message handler", ["service", "topic"],
+                                         registry=registry)
+        self.service = service
+
+
+class ServiceFrame:
+    """A roadstream service: FastStream app + Kafka broker + ops endpoint + DLQ policy."""
+
+    def __init__(self, name: str, settings: Settings, bootstrap: str, *,
+                 registry: CollectorRegistry | None = None, run_id: str = "",
+                 broker: KafkaBroker | None = None) -> None:
+        self.name = name
+        self.settings = settings
+        self.run_id = run_id
+        self.registry = registry or CollectorRegistry()
+        self.metrics = ServiceMetrics(self.registry, name)
+        self.broker = broker or KafkaBroker(
+            bootstrap,
+            client_id=f"{settings.client_id}-{name}",
+            acks="all",
+            enable_idempotence=False,  # the embedded broker has no InitProducerId
+            max_request_size=settings.max_message_bytes,
+            security=faststream_security(settings),
+            middlewares=[KafkaPrometheusMiddleware(registry=self.registry, app_name=name,
+                                                   metrics_prefix="roadstream")],
+            graceful_timeout=10.0,
+            logger=logging.getLogger(f"roadstream.{name}"),
+        )
+        self.app = FastStream(self.broker, logger=logging.getLogger(f"roadstream.{name}"))
+        self.ops = OpsServer(self.registry, self.health, settings.metrics_host,
+                             settings.metrics_port)
+        self._started = False
+        self._stopping = False
+        self._last_message_ns = 0
+
+    @property
+    def group_id(self) -> str:
+        """The consumer group of this service: one per service name."""
+        return f"{self.settings.group_prefix}.{self.name}"
+
+    def health(self) -> dict[str, object]:
+        """The `/healthz` document."""
+        status = "ok" if self._started and not self._stopping else "starting"
+        if self._stopping:
+            status = "stopping"
+        return {"service": self.name, "status": status,
+                "last_message_age_s": (time.time_ns() - self._last_message_ns) / 1e9
+                if self._last_message_ns else None}
+
+    def consume(self, spec: TopicSpec, *, group_id: str | None = None,
+                **subscriber_kwargs: Any) -> Callable[[Handler], Handler]:
+        """Subscribe `handler(record)` to a topic with at-least-once commits and the DLQ guard."""
+
+        def decorate(handler: Handler) -> Handler:
+            kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
+                      if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
+            kwargs.update(subscriber_kwargs)
+
+            # No body parameter: FastStream must not decode the value; bad bytes are ours to
+            # dead-letter, and the raw record carries the original bytes.
+            async def guarded(msg: KafkaMessage) -> None:
+                record = Record.from_raw(msg.raw_message)
+                self._last_message_ns = time.time_ns()
+                with self.metrics.handler_seconds.labels(self.name, spec.name).time():
+                    await self.handle_guarded(spec, handler, record)
+
+            self.broker.subscriber(spec.name, group_id=group_id or self.group_id,
+                                   ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
+            return handler
+
+        return decorate
+
+    async def handle_guarded(self, spec: TopicSpec, handler: Handler, record: Record) -> None:
+        """Run a handler; dead-letter the record on any error but a Kafka outage."""
+        try:
+            await handler(record)
+        except Exception as error:
+            if is_infrastructure_error(error):
+                raise  # not committed: delivered again once Kafka is back
+            await self.dead_letter(spec, record, error)
+        self.metrics.handled.labels(self.name, spec.name).inc()
+
+    async def dead_letter(self, spec: TopicSpec, record: Record, error: BaseException) -> None:
+        """Send the original bytes to `<topic>.dlq` with error headers, and raise an event."""
+        log.warning("%s: %s[%d]@%d dead-lettered: %s: %s", self.name, record.topic,
+                    record.partition, record.offset, type(error).__name__, error)
+        await self.broker.publish(record.value, topic=spec.dlq, key=record.key,
+                                  headers=dead_letter_headers(record, error, self.name))
+        self.metrics.dead_letters.labels(self.name, spec.name, type(error).__name__).inc()
+        await self.emit(safety_event(
+            source=self.name, type_="dead_letter", severity=Severity.WARNING,
+            vehicle_id=(record.key or b"").decode(errors="replace").split("/")[0],
+            details={"error_class": type(error).__name__, "error": str(error)[:1000],
+                     "dlq_topic": spec.dlq},
+            refs=EventRefs(topic=record.topic, partition=record.partition, offset=record.offset),
+            run_id=self.run_id))
+
+    async def publish(self, spec: TopicSpec, value: Payload | bytes, *, key: bytes | str | None,
+                      headers: dict[str, str] | None = None) -> None:
+        """Publish to a registry topic and wait for the brokers' acknowledgement."""
+        if isinstance(value, Payload):
+            if spec.value is not None and not isinstance(value, spec.value):
+                raise TypeError(f"{spec.name} carries {spec.value.__name__}, "
+                                f"not {type(value).__name__}")
+            body = value.encode()
+            headers = {"content-type": "application/json", **(headers or {})}
+        else:
+            body = value
+        await self.broker.publish(body, topic=spec.name,
+                                  key=key.encode() if isinstance(key, str) else key,
+                                  headers=headers)
+
+    async def emit(self, event: Payload) -> None:
+        """Publish a safety event."""
+        vehicle = getattr(event, "vehicle_id", "") or ""
+        await self.publish(SAFETY_EVENTS, event, key=vehicle or None)
+
+    async def start(self) -> None:
+        """Connect, start the ops endpoint and the subscribers."""
+        await self.ops.start()
+        await self.broker.start()
+        self._started = True
+        log.info("%s: serving (metrics and health on %s:%d)", self.name,
+                 self.settings.metrics_host, self.ops.port)
+
+    async def stop(self) -> None:
+        """Drain in-flight handlers, commit, and close (graceful shutdown)."""
+        self._stopping = True
+        with contextlib.suppress(Exception):
+            await self.broker.stop()
+        await self.ops.stop()
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until SIGINT/SIGTERM (or `stop` is set), then shut down gracefully."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()

@@ -1,0 +1,227 @@
+"""Every JSON payload of the roadstream topics, defined once.
+
+Units are in the field names (`_m`, `_mps`, `_ns`, `_rad`). Frames: the ego frame is ISO 8855
+(x forward, y left, z up, origin at the rear-axle centre on the ground); the world frame is
+x east, y north with yaw counter-clockwise from +x. Boxes are [x1, y1, x2, y2] in pixels.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.messages.base import Payload
+
+
+class _Part(BaseModel):
+    """A nested part of a payload (no schema version of its own)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ObjectClass(StrEnum):
+    """Classes the detector and the simulator share."""
+
+    CAR = "car"
+    TRUCK = "truck"
+    PEDESTRIAN = "pedestrian"
+    CYCLIST = "cyclist"
+
+
+class Severity(StrEnum):
+    """Severity of a safety event."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class ControlMode(StrEnum):
+    """What the command gate is doing."""
+
+    NORMAL = "normal"
+    COMFORTABLE_STOP = "comfortable_stop"
+    EMERGENCY_STOP = "emergency_stop"
+
+
+class Calibration(_Part):
+    """Pinhole camera calibration; the mount pose is in the ego frame (OpenCV optical axes)."""
+
+    fx: float = Field(gt=0, description="Focal length x [px].")
+    fy: float = Field(gt=0, description="Focal length y [px].")
+    cx: float = Field(description="Principal point x [px].")
+    cy: float = Field(description="Principal point y [px].")
+    width: int = Field(gt=0, description="Image width [px].")
+    height: int = Field(gt=0, description="Image height [px].")
+    mount_x_m: float = Field(default=1.5, description="Camera position, ego x [m].")
+    mount_y_m: float = Field(default=0.0, description="Camera position, ego y [m].")
+    mount_z_m: float = Field(default=1.4, description="Camera height above ground [m].")
+    pitch_rad: float = Field(default=0.0, description="Mount pitch, positive looks down [rad].")
+    yaw_rad: float = Field(default=0.0, description="Mount yaw, positive looks left [rad].")
+    roll_rad: float = Field(default=0.0, description="Mount roll [rad].")
+
+
+class Pose2D(_Part):
+    """A planar pose in the world frame."""
+
+    x_m: float
+    y_m: float
+    yaw_rad: float
+
+
+class Vec3(_Part):
+    """A 3D vector; its unit is named by the field that holds it."""
+
+    x: float
+    y: float
+    z: float = 0.0
+
+
+class Vec2(_Part):
+    """A 2D vector; its unit is named by the field that holds it."""
+
+    x: float
+    y: float
+
+
+Box = tuple[float, float, float, float]
+
+
+class VehicleState(Payload):
+    """`vehicle.state`: the ego vehicle's measured state."""
+
+    vehicle_id: str = Field(min_length=1)
+    stamp_ns: int = Field(ge=0, description="Measurement time [ns since the Unix epoch].")
+    pose: Pose2D
+    speed_mps: float
+    accel_mps2: float = 0.0
+    yaw_rate_radps: float = 0.0
+    steer_rad: float = Field(default=0.0, description="Steering tire angle [rad].")
+    run_id: str = ""
+
+
+class TrueObject(_Part):
+    """One object as the simulator knows it, seen from one camera."""
+
+    track_id: int = Field(ge=0)
+    object_class: ObjectClass = Field(alias="class")
+    box: Box = Field(description="[x1, y1, x2, y2] in pixels, clipped to the image.")
+    visible_fraction: float = Field(ge=0, le=1, description="1 − occlusion − truncation.")
+    position_m: Vec3 = Field(description="Centre in the ego frame [m].")
+    velocity_mps: Vec2 = Field(description="Velocity in the ego frame [m/s].")
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class GroundTruth(Payload):
+    """`sim.ground_truth`: true objects of one rendered frame."""
+
+    vehicle_id: str = Field(min_length=1)
+    camera_id: str = Field(min_length=1)
+    seq: int = Field(ge=0)
+    stamp_ns: int = Field(ge=0)
+    ego_pose: Pose2D
+    objects: list[TrueObject] = Field(default_factory=list)
+    run_id: str = ""
+
+
+class FrameRef(_Part):
+    """The camera frame a result was computed from."""
+
+    seq: int = Field(ge=0)
+    stamp_ns: int = Field(ge=0, description="Capture time of the frame [ns].")
+
+
+class DetectedObject(_Part):
+    """One tracked detection with its range and motion in the ego frame."""
+
+    track_id: int = Field(ge=0)
+    object_class: ObjectClass = Field(alias="class")
+    score: float = Field(ge=0, le=1)
+    box: Box
+    position_m: Vec3
+    velocity_mps: Vec2
+    ttc_s: float | None = Field(default=None, description="Time to collision; null if not closing.")
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class PerceptionObjects(Payload):
+    """`perception.objects`: tracked objects of one camera frame."""
+
+    vehicle_id: str = Field(min_length=1)
+    camera_id: str = Field(min_length=1)
+    source: FrameRef
+    stamp_ns: int = Field(ge=0, description="Publish time [ns].")
+    model_version: str
+    objects: list[DetectedObject] = Field(default_factory=list)
+    latencies_ms: dict[str, float] = Field(
+        default_factory=dict, description="Per-stage latency, e.g. decode, infer, track [ms]."
+    )
+    run_id: str = ""
+
+
+class TrajectoryPoint(_Part):
+    """A sample of the planned trajectory in the ego frame at planning time."""
+
+    t_s: float = Field(ge=0)
+    x_m: float
+    y_m: float
+    v_mps: float
+
+
+class PlanningTrajectory(Payload):
+    """`planning.trajectory`: the chosen trajectory and why."""
+
+    vehicle_id: str = Field(min_length=1)
+    stamp_ns: int = Field(ge=0)
+    points: list[TrajectoryPoint]
+    behaviour: str
+    costs: dict[str, float] = Field(default_factory=dict)
+    perception_stamp_ns: int | None = None
+    state_stamp_ns: int | None = None
+    run_id: str = ""
+
+
+class VehicleControl(Payload):
+    """`vehicle.control`: an Autoware-like command; signed, see the header contract."""
+
+    vehicle_id: str = Field(min_length=1)
+    stamp_ns: int = Field(ge=0)
+    seq: int = Field(ge=0, description="Monotonic per vehicle.")
+    valid_until_ns: int = Field(ge=0, description="Do not act on this command after this time.")
+    steering_tire_angle_rad: float
+    steering_tire_rotation_rate_radps: float = 0.0
+    target_speed_mps: float = Field(ge=0)
+    accel_mps2: float
+    jerk_mps3: float = 0.0
+    mode: ControlMode = ControlMode.NORMAL
+    source: FrameRef | None = None
+    run_id: str = ""
+
+
+class EventRefs(_Part):
+    """What a safety event refers to."""
+
+    frame_seq: int | None = None
+    command_seq: int | None = None
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class SafetyEvent(Payload):
+    """`safety.events`: something a monitor, an auditor or an operator must know."""
+
+    event_id: UUID
+    stamp_ns: int = Field(ge=0)
+    vehicle_id: str = ""
+    source: str = Field(min_length=1, description="Service that raised it.")
+    type: str = Field(min_length=1, description="e.g. dlq, stale_input, frame_dropped.")
+    severity: Severity
+    details: dict[str, Any] = Field(default_factory=dict)
+    references: EventRefs = Field(default_factory=EventRefs)
+    run_id: str = ""

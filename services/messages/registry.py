@@ -1,0 +1,193 @@
+"""The topic registry: every topic, its key, value type, schema version and expected rate.
+
+This is the one place a topic name is spelled. Services, the embedded broker, the docs
+generator and the tests all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from services.messages.base import Payload
+from services.messages.frames import FRAME_SCHEMA_VERSION, HEADER_FIELDS, FrameMeta
+from services.messages.payloads import (
+    GroundTruth,
+    PerceptionObjects,
+    PlanningTrajectory,
+    SafetyEvent,
+    VehicleControl,
+    VehicleState,
+)
+
+DLQ_SUFFIX: Final = ".dlq"
+
+#: Dead-letter headers, added to the original headers of a rejected message.
+DLQ_HEADERS: Final = (
+    "dlq-source-topic",
+    "dlq-source-partition",
+    "dlq-source-offset",
+    "dlq-error-class",
+    "dlq-error-message",
+    "dlq-service",
+    "dlq-stamp-ns",
+)
+
+#: Signature headers of `vehicle.control` (HMAC-SHA256 over counter + value).
+CONTROL_SIGNATURE_HEADERS: Final = ("sig-key-id", "sig-counter", "sig-mac")
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One Kafka topic of the contract.
+
+    `value` is the pydantic payload of JSON topics, or None when the value is raw bytes
+    (camera frames: the image; DLQ topics: the original bytes). `rate_hz` is the expected
+    steady rate per key; None means event-driven (no liveness expectation).
+    """
+
+    name: str
+    key: str
+    value: type[Payload] | None
+    schema_version: int
+    rate_hz: float | None
+    description: str
+    producers: tuple[str, ...]
+    consumers: tuple[str, ...]
+    headers: tuple[str, ...] = ()
+    header_model: type[FrameMeta] | None = None
+    content_types: tuple[str, ...] = ("application/json",)
+    dead_letter: bool = field(default=False)
+
+    @property
+    def dlq(self) -> str:
+        """Name of this topic's dead-letter topic."""
+        return self.name + DLQ_SUFFIX
+
+    @property
+    def period_s(self) -> float | None:
+        """Expected period between messages per key [s], or None if event-driven."""
+        return None if not self.rate_hz else 1.0 / self.rate_hz
+
+
+CAMERA_FRAMES = TopicSpec(
+    name="camera.frames",
+    key="vehicle_id/camera_id",
+    value=None,
+    schema_version=FRAME_SCHEMA_VERSION,
+    rate_hz=10.0,
+    description="Encoded camera images (JPEG by default, PNG allowed); metadata in headers.",
+    producers=("simulator", "replay", "video ingest"),
+    consumers=("perception", "recorder"),
+    headers=tuple(HEADER_FIELDS),
+    header_model=FrameMeta,
+    content_types=("image/jpeg", "image/png"),
+)
+VEHICLE_STATE = TopicSpec(
+    name="vehicle.state",
+    key="vehicle_id",
+    value=VehicleState,
+    schema_version=1,
+    rate_hz=20.0,
+    description="Ego pose, speed, acceleration, yaw rate and steering.",
+    producers=("simulator", "vehicle"),
+    consumers=("planning", "monitor"),
+)
+SIM_GROUND_TRUTH = TopicSpec(
+    name="sim.ground_truth",
+    key="vehicle_id/camera_id",
+    value=GroundTruth,
+    schema_version=1,
+    rate_hz=10.0,
+    description="True objects per rendered frame and the ego pose.",
+    producers=("simulator",),
+    consumers=("evaluation",),
+)
+PERCEPTION_OBJECTS = TopicSpec(
+    name="perception.objects",
+    key="vehicle_id/camera_id",
+    value=PerceptionObjects,
+    schema_version=1,
+    rate_hz=10.0,
+    description="Tracked objects per frame with range, velocity, TTC and stage latencies.",
+    producers=("perception",),
+    consumers=("planning", "monitor"),
+)
+PLANNING_TRAJECTORY = TopicSpec(
+    name="planning.trajectory",
+    key="vehicle_id",
+    value=PlanningTrajectory,
+    schema_version=1,
+    rate_hz=20.0,
+    description="The chosen trajectory, its behaviour and cost terms.",
+    producers=("planning",),
+    consumers=("monitor", "report"),
+)
+VEHICLE_CONTROL = TopicSpec(
+    name="vehicle.control",
+    key="vehicle_id",
+    value=VehicleControl,
+    schema_version=1,
+    rate_hz=20.0,
+    description="Signed Autoware-like control commands from the command gate.",
+    producers=("command gate",),
+    consumers=("vehicle stacks", "simulator"),
+    headers=CONTROL_SIGNATURE_HEADERS,
+)
+SAFETY_EVENTS = TopicSpec(
+    name="safety.events",
+    key="vehicle_id",
+    value=SafetyEvent,
+    schema_version=1,
+    rate_hz=None,
+    description="Typed safety and monitoring events from every service.",
+    producers=("every service",),
+    consumers=("audit", "monitoring consumers"),
+)
+
+#: The primary topics, in data-path order.
+TOPICS: Final[tuple[TopicSpec, ...]] = (
+    CAMERA_FRAMES,
+    VEHICLE_STATE,
+    SIM_GROUND_TRUTH,
+    PERCEPTION_OBJECTS,
+    PLANNING_TRAJECTORY,
+    VEHICLE_CONTROL,
+    SAFETY_EVENTS,
+)
+
+
+def dead_letter_spec(source: TopicSpec) -> TopicSpec:
+    """The `<topic>.dlq` spec of a source topic: original bytes plus error headers."""
+    return TopicSpec(
+        name=source.dlq,
+        key=f"as {source.name}",
+        value=None,
+        schema_version=1,
+        rate_hz=None,
+        description=f"Messages of {source.name} a consumer rejected: original bytes, error headers.",
+        producers=("any consumer of " + source.name,),
+        consumers=("operators", "monitor"),
+        headers=DLQ_HEADERS,
+        content_types=source.content_types,
+        dead_letter=True,
+    )
+
+
+DEAD_LETTER_TOPICS: Final[tuple[TopicSpec, ...]] = tuple(dead_letter_spec(t) for t in TOPICS)
+ALL_TOPICS: Final[tuple[TopicSpec, ...]] = TOPICS + DEAD_LETTER_TOPICS
+_BY_NAME: Final = {t.name: t for t in ALL_TOPICS}
+
+
+def topic(name: str) -> TopicSpec:
+    """Look a topic up by name; KeyError names the unknown topic and the known ones."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        known = ", ".join(t.name for t in TOPICS)
+        raise KeyError(f"unknown topic {name!r}; known topics: {known} (and their .dlq)") from None
+
+
+def payload_models() -> tuple[type[Payload], ...]:
+    """Every JSON payload model, once, in registry order."""
+    return tuple(t.value for t in TOPICS if t.value is not None)

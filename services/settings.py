@@ -1,0 +1,174 @@
+"""Configuration from one place: `ROADSTREAM_*` environment variables or a YAML/TOML/.env file.
+
+Every service reads `Settings`; nothing else reads the environment. An invalid value raises
+`SettingsError` with one line naming the setting and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "ROADSTREAM_"
+
+
+class SettingsError(ValueError):
+    """A setting with an invalid value; the message is one line for the user."""
+
+
+class Settings(BaseSettings):
+    """Settings shared by every roadstream process.
+
+    An empty `bootstrap_servers` means: start the embedded broker. Security settings apply
+    to an external cluster (the embedded broker is plaintext on loopback only).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, case_sensitive=False
+    )
+
+    # --- Kafka connection
+    bootstrap_servers: str = Field(
+        default="", description="Comma-separated host:port list; empty starts the embedded broker."
+    )
+    client_id: str = Field(default="roadstream", min_length=1, description="Kafka client id prefix.")
+    group_prefix: str = Field(default="roadstream", min_length=1, description="Consumer group prefix.")
+    connect_timeout_s: float = Field(default=15.0, gt=0, le=600,
+                                     description="Give up reaching the brokers after this [s].")
+    # --- security (external clusters)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle (PEM) to verify brokers.")
+    ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM), mTLS.")
+    ssl_keyfile: Path | None = Field(default=None, description="Client private key (PEM), mTLS.")
+    # --- topics
+    topic_partitions: int = Field(default=3, ge=1, le=1024, description="Partitions per topic.")
+    topic_replication: int = Field(default=1, ge=1, le=16, description="Replication factor.")
+    max_message_bytes: int = Field(default=8 << 20, ge=1 << 20, le=64 << 20,
+                                   description="Largest message produced or fetched [bytes].")
+    # --- compute
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto = CUDA when present, else CPU."
+    )
+    torch_threads: int = Field(default=0, ge=0, le=256, description="0 = torch default.")
+    opencv_threads: int = Field(default=1, ge=0, le=256, description="OpenCV worker threads.")
+    # --- service frame
+    metrics_host: str = Field(default="127.0.0.1", description="Bind address of /metrics, /healthz.")
+    metrics_port: int = Field(default=0, ge=0, le=65535,
+                              description="Port of /metrics and /healthz; 0 = a free port.")
+    runs_dir: Path = Field(default=Path("runs"), description="Where run outputs are written.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _check_servers(cls, value: str) -> str:
+        for server in _split(value):
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file {str(value)!r} does not exist")
+        return value
+
+    @model_validator(mode="after")
+    def _check_security(self) -> Self:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_username and sasl_password"
+            )
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        return self
+
+    @property
+    def servers(self) -> list[str]:
+        """The bootstrap servers as a list (empty: embedded broker)."""
+        return _split(self.bootstrap_servers)
+
+    @property
+    def embedded(self) -> bool:
+        """True when roadstream must start its own broker."""
+        return not self.servers
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values win, then the environment, then the optional file."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _CONFIG_FILE is not None:
+            sources.append(_file_source(settings_cls, _CONFIG_FILE))
+        return tuple(sources)
+
+
+_CONFIG_FILE: Path | None = None
+
+
+def _split(value: str) -> list[str]:
+    return [s.strip() for s in value.split(",") if s.strip()]
+
+
+def _file_source(settings_cls: type[BaseSettings], path: Path) -> PydanticBaseSettingsSource:
+    suffix = path.suffix.lower()
+    if suffix in {".yaml", ".yml"}:
+        return YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    if suffix == ".toml":
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    return DotEnvSettingsSource(settings_cls, env_file=path, env_prefix=ENV_PREFIX)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read settings from overrides, `ROADSTREAM_*` variables and an optional file.
+
+    Raises SettingsError with one line such as
+    `invalid setting ROADSTREAM_TOPIC_PARTITIONS='0': must be >= 1`.
+    """
+    global _CONFIG_FILE  # noqa: PLW0603 - the source hook of pydantic-settings is a classmethod
+    if config_file is not None and not config_file.is_file():
+        raise SettingsError(f"settings file {str(config_file)!r} does not exist")
+    _CONFIG_FILE = config_file
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+    finally:
+        _CONFIG_FILE = None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc:
+            name = ENV_PREFIX + loc[0].upper()
+            value = err.get("input")
+            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            parts.append(f"{name}{shown}: {msg}")
+        else:
+            parts.append(msg)
+    return "invalid setting " + "; ".join(parts)

@@ -1,0 +1,113 @@
+"""The service frame against the embedded broker: DLQ, keeps serving, survives a SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.messages import SafetyEvent, VehicleState
+from services.messages.examples import vehicle_state
+from services.settings import Settings
+from tests.echo_service import ECHO_OUT, build_echo
+from tests.kafka_helpers import collect, header, produce
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def state(run_id: str, i: int) -> bytes:
+    return vehicle_state().model_copy(update={"run_id": run_id, "stamp_ns": i}).encode()
+
+
+@pytest.fixture
+async def echo(kafka_bootstrap: str, unique: str) -> AsyncIterator[str]:
+    frame = build_echo(Settings(group_prefix=f"t{unique}"), kafka_bootstrap)
+    await frame.start()
+    try:
+        yield unique
+    finally:
+        await frame.stop()
+
+
+async def test_malformed_message_goes_to_dlq_and_service_keeps_serving(
+        kafka_bootstrap: str, echo: str) -> None:
+    run = echo
+    key = f"ego-{run}".encode()
+    bad = b'{"vehicle_id": "ego", "speed_mps": "fast"}'
+    await produce(kafka_bootstrap, "vehicle.state", [
+        (key, state(run, 1), []),
+        (key, bad, [("origin", b"test")]),
+        (key, b"\x00not json at all", []),
+        (key, state(run, 2), []),
+    ])
+
+    dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 2)
+    echoed = await collect(kafka_bootstrap, ECHO_OUT.name, lambda r: r.key == key, 2)
+    events = await collect(kafka_bootstrap, "safety.events",
+                           lambda r: b'"dead_letter"' in r.value and key in r.value, 2)
+
+    assert [r.value for r in dlq] == [bad, b"\x00not json at all"]
+    first = dlq[0]
+    assert header(first, "dlq-source-topic") == "vehicle.state"
+    assert header(first, "dlq-source-offset") is not None
+    assert int(header(first, "dlq-source-partition") or -1) >= 0
+    assert header(first, "dlq-error-class") == "MessageError"
+    assert "speed_mps" in (header(first, "dlq-error-message") or "")
+    assert header(first, "origin") == "test"  # original headers are kept
+    # the service kept serving: both valid messages came out, in order
+    assert [VehicleState.decode(r.value).stamp_ns for r in echoed] == [1, 2]
+    event = SafetyEvent.decode(events[0].value)
+    assert event.references.topic == "vehicle.state"
+    assert event.references.offset == int(header(first, "dlq-source-offset") or -1)
+
+
+async def _wait_for_outputs(bootstrap: str, key: bytes, n: int, timeout_s: float) -> set[int]:
+    got = await collect(bootstrap, ECHO_OUT.name, lambda r: r.key == key, n, timeout_s=timeout_s)
+    return {json.loads(r.value)["stamp_ns"] for r in got}
+
+
+def _spawn(bootstrap: str, group_prefix: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "tests.echo_service", "--bootstrap", bootstrap,
+                             "--group-prefix", group_prefix, "--delay-s", "0.02"], cwd=ROOT)
+
+
+async def test_killed_consumer_restarts_without_losing_committed_work(
+        kafka_bootstrap: str, unique: str) -> None:
+    key = f"kill-{unique}".encode()
+    n = 150
+    await produce(kafka_bootstrap, "vehicle.state", [(key, state(unique, i), []) for i in range(n)])
+    group = f"k{unique}"
+    proc = _spawn(kafka_bootstrap, group)
+    try:
+        # let it get part-way, then kill it without any chance to commit or clean up
+        for _ in range(200):
+            done = await _wait_for_outputs(kafka_bootstrap, key, n, timeout_s=0.3)
+            if len(done) >= 20:
+                break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        before = await _wait_for_outputs(kafka_bootstrap, key, n, timeout_s=1)
+        assert 0 < len(before) < n, "the consumer should have been killed mid-stream"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc = _spawn(kafka_bootstrap, group)
+    try:
+        after: set[int] = set()
+        for _ in range(60):
+            after = await _wait_for_outputs(kafka_bootstrap, key, n, timeout_s=1)
+            if len(after) == n:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert after == set(range(n))  # every input has its output: nothing lost
+    assert before <= after
