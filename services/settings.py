@@ -147,7 +147,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     Raises SettingsError with one line such as
     `invalid setting ROADSTREAM_TOPIC_PARTITIONS='0': must be >= 1`.
     """
-    global _CONFIG_FILE  # noqa: PLW0603 - the source hook of pydantic-settings is a classmethod
+    global _CONFIG_FILE
     if config_file is not None and not config_file.is_file():
         raise SettingsError(f"settings file {str(config_file)!r} does not exist")
     _CONFIG_FILE = config_file

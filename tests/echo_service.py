@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from typing import Any
 
 from services.frame.delivery import Record
 from services.frame.service import ServiceFrame
@@ -21,7 +22,7 @@ ECHO_OUT = TopicSpec(name="test.echo.out", key="vehicle_id", value=VehicleState,
 
 
 def build_echo(settings: Settings, bootstrap: str, *, delay_s: float = 0.0,
-               **subscriber_kwargs: object) -> ServiceFrame:
+               **subscriber_kwargs: Any) -> ServiceFrame:
     """The echo service on a frame: parse, (sleep), republish."""
     frame = ServiceFrame("echo", settings, bootstrap)
 

@@ -109,7 +109,7 @@ async def wait_for_brokers(settings: Settings, bootstrap: str, *, timeout_s: flo
 async def _close_quietly(admin: AIOKafkaAdminClient) -> None:
     try:
         await admin.close()
-    except Exception:  # noqa: BLE001 - a half-started client may fail to close; nothing to keep
+    except Exception:
         return
 
 

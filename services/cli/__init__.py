@@ -1,0 +1,1 @@
+"""The `roadstream` command line."""
