@@ -45,7 +45,7 @@ class ServiceEntry:
 SERVICES: dict[str, ServiceEntry] = {e.name: e for e in (
     ServiceEntry("simulator", "stream a scenario into camera.frames / vehicle.state / "
                  "sim.ground_truth (closed loop: obeys vehicle.control)",
-                 None, "the simulator bridge"),
+                 "services.simulator.service:build"),
     ServiceEntry("perception", "camera.frames → detection, tracking, ranging → "
                  "perception.objects", None, "the perception issue"),
     ServiceEntry("planning", "perception.objects + vehicle.state → planning.trajectory and, "

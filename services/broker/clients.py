@@ -64,6 +64,8 @@ def consumer_kwargs(settings: Settings) -> dict[str, Any]:
         "max_partition_fetch_bytes": settings.max_message_bytes,
         "session_timeout_ms": 10_000,
         "heartbeat_interval_ms": 3_000,
+        # Low latency over batching: a frame must not wait half a second in a fetch.
+        "fetch_max_wait_ms": 5,
     }
 
 

@@ -15,13 +15,14 @@ from services.broker.embedded import EmbeddedBrokerError
 from services.catalog import ServiceNotAvailableError
 from services.messages import MessageError
 from services.settings import Settings, SettingsError, load_settings
+from simulators.library import ScenarioError
 
 T = TypeVar("T")
 
 #: Errors a user can fix: printed as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     SettingsError, BrokerUnavailableError, EmbeddedBrokerError, ServiceNotAvailableError,
-    MessageError, FileNotFoundError,
+    MessageError, FileNotFoundError, ScenarioError,
 )
 
 

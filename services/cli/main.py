@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import infra, run
+from services.cli import infra, run, sim
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     run.add_parsers(sub)
+    sim.add_parsers(sub)
     infra.add_parsers(sub)
     return parser
 

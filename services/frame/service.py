@@ -103,6 +103,9 @@ class ServiceFrame:
                              settings.metrics_port)
         self._started = False
         self._stopping = False
+        self._background: list[Callable[[asyncio.Event], Awaitable[None]]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
         self._last_message_ns = 0
 
     @property
@@ -187,30 +190,52 @@ class ServiceFrame:
         vehicle = getattr(event, "vehicle_id", "") or ""
         await self.publish(SAFETY_EVENTS, event, key=vehicle or None)
 
+    def background(self, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        """Run `loop(stop_event)` while the service runs (e.g. a producer's main loop).
+
+        When the loop returns, the service stops.
+        """
+        self._background.append(loop)
+
+    async def _run_background(self, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+        try:
+            await loop(self._stop)
+        finally:
+            self._stop.set()
+
     async def start(self) -> None:
-        """Connect, start the ops endpoint and the subscribers."""
+        """Connect, start the ops endpoint, the subscribers and the background loops."""
         await self.ops.start()
         await self.broker.start()
         self._started = True
+        self._tasks = [asyncio.create_task(self._run_background(b)) for b in self._background]
         log.info("%s: serving (metrics and health on %s:%d)", self.name,
                  self.settings.metrics_host, self.ops.port)
 
     async def stop(self) -> None:
         """Drain in-flight handlers, commit, and close (graceful shutdown)."""
         self._stopping = True
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, timeout=10)
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.ops.stop()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serve until SIGINT/SIGTERM (or `stop` is set), then shut down gracefully."""
-        stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(sig, self._stop.set)
         await self.start()
         try:
-            await stop.wait()
+            if stop is None:
+                await self._stop.wait()
+            else:
+                await asyncio.wait([asyncio.create_task(stop.wait()),
+                                    asyncio.create_task(self._stop.wait())],
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
             await self.stop()

@@ -1,0 +1,133 @@
+"""`roadstream scenarios …` and `roadstream sim SCENARIO`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import uuid
+from typing import Any
+
+from services.broker.embedded import kafka
+from services.cli.common import emit, run_async, settings_from
+from services.cli.progress import ScenarioProgress, progress_bar
+from services.frame.service import ServiceFrame
+from services.settings import Settings
+from services.simulator.runner import ScenarioStreamer
+from services.simulator.settings import SimulatorSettings
+from simulators.library import DEFAULT_SCENARIO, list_scenarios, load_scenario
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `scenarios` and `sim`."""
+    p = sub.add_parser("scenarios", help="the scenario library (list / show)",
+                       description="List the scenario library or show one scenario.")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ls = ssub.add_parser("list", help="list the scenarios")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_list)
+    show = ssub.add_parser("show", help="show one scenario, fully expanded")
+    show.add_argument("name", help="scenario name or path of a YAML file")
+    show.add_argument("--json", action="store_true", help="JSON instead of YAML-like text")
+    show.set_defaults(func=cmd_show)
+
+    p = sub.add_parser(
+        "sim", help="stream a scenario into Kafka",
+        description="Render a scenario and publish camera.frames (JPEG + metadata headers), "
+                    "vehicle.state and sim.ground_truth. Open loop: the ego follows its script; "
+                    "closed loop: it obeys vehicle.control. Prints the run's metrics at the end.")
+    p.add_argument("scenario", nargs="?", default=None,
+                   help=f"scenario name or YAML file (default {DEFAULT_SCENARIO})")
+    add_stream_options(p)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_sim)
+
+
+def add_stream_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by `sim` and `run`."""
+    p.add_argument("--loop", choices=["open", "closed"], default=None,
+                   help="open: scripted ego (default for sim); closed: obey vehicle.control")
+    p.add_argument("--clock", choices=["realtime", "lockstep"], default=None,
+                   help="realtime (default) or lockstep (deterministic)")
+    p.add_argument("--speed", type=float, default=None, help="realtime speed factor (1.0)")
+    p.add_argument("--vehicles", type=int, default=None, help="number of ego vehicles (1)")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
+    p.add_argument("--duration", type=float, default=None, help="override the duration [s]")
+
+
+def sim_options(args: argparse.Namespace, **defaults: Any) -> SimulatorSettings:
+    """SimulatorSettings from ROADSTREAM_SIM_*, then `defaults`, then the CLI flags."""
+    flags = {"loop": args.loop, "clock": args.clock, "speed": args.speed,
+             "vehicles": args.vehicles, "seed": args.seed, "duration_s": args.duration,
+             "scenario": getattr(args, "scenario", None)}
+    base = SimulatorSettings()
+    update = {**defaults, **{k: v for k, v in flags.items() if v is not None}}
+    return SimulatorSettings.model_validate({**base.model_dump(), **update})
+
+
+async def stream(settings: Settings, bootstrap: str, options: SimulatorSettings,
+                 run_id: str) -> dict[str, Any]:
+    """Stream one scenario on a simulator service frame; return its metrics."""
+    frame = ServiceFrame("simulator", settings, bootstrap, run_id=run_id)
+    streamer = ScenarioStreamer(frame, options, run_id=run_id)
+    streamer.subscribe()
+    await frame.start()
+    try:
+        with progress_bar(f"streaming {streamer.scenario.name}") as bar:
+            return await streamer.run(ScenarioProgress(bar))
+    finally:
+        await frame.stop()
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """Stream a scenario and print its metrics."""
+    settings = settings_from(args)
+    options = sim_options(args)
+    load_scenario(options.scenario or DEFAULT_SCENARIO)  # fail fast on a bad name or file
+    run_id = uuid.uuid4().hex[:12]
+
+    async def go() -> dict[str, Any]:
+        async with kafka(settings) as bootstrap:
+            return await stream(settings, bootstrap, options, run_id)
+
+    result = run_async(go())
+    lines = [f"{result['scenario']} ({result['loop']} loop, {result['clock']}) run {run_id}"]
+    lines += [format_vehicle(v) for v in result["vehicles"]]
+    emit(result, as_json=args.json, text="\n".join(lines))
+    return 0
+
+
+def format_vehicle(v: dict[str, Any]) -> str:
+    """One line of metrics for a vehicle."""
+    ttc = "-" if v["min_ttc_s"] is None else f"{v['min_ttc_s']:.2f} s"
+    dist = "-" if v["min_distance_m"] is None else f"{v['min_distance_m']:.2f} m"
+    crash = f"COLLISION at {v['impact_speed_mps']:.1f} m/s" if v["collision"] else "no collision"
+    return (f"  {v['vehicle_id']}: {crash}, min TTC {ttc}, min distance {dist}, "
+            f"progress {v['progress']:.0%}, {v['frames']} frames")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List the library."""
+    infos = list_scenarios()
+    rows: list[dict[str, Any]] = [{"name": i.name, "description": i.description, "tags": list(i.tags),
+             "duration_s": i.duration_s, "speeds_kph": i.speeds_kph, "condition": i.condition}
+            for i in infos]
+    width = max(len(r["name"]) for r in rows)
+    text = "\n".join(f"{r['name']:<{width}}  {r['condition']:<5}  {r['duration_s']:>5.1f} s  "
+                     f"{r['description']}" for r in rows)
+    emit({"scenarios": rows, "default": DEFAULT_SCENARIO}, as_json=args.json,
+         text=text + f"\n\n{len(rows)} scenarios; default: {DEFAULT_SCENARIO}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show one scenario."""
+    scenario = load_scenario(args.name)
+    data = json.loads(scenario.model_dump_json())
+    if args.json:
+        emit(data, as_json=True, text="")
+    else:
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False))
+    return 0

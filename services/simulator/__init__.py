@@ -1,0 +1,1 @@
+"""The simulator's Kafka side: streams scenarios into the topics, obeys vehicle.control."""

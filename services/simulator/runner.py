@@ -1,0 +1,176 @@
+"""Streams a scenario into Kafka: camera frames, vehicle state and ground truth.
+
+Open loop: the ego follows its scripted route. Closed loop: the ego obeys `vehicle.control`
+(matched by vehicle id and run id). Clocks: real time (paced to the wall clock times a speed
+factor) or lockstep (frame N+1 is rendered only after a control for frame N arrived, or the
+timeout passed, which is counted). Lockstep runs are deterministic: the world advances by the
+same steps and applies the same commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.frame.delivery import Record
+from services.frame.service import ServiceFrame
+from services.messages import (
+    CAMERA_FRAMES,
+    SIM_GROUND_TRUTH,
+    VEHICLE_CONTROL,
+    VEHICLE_STATE,
+    VehicleControl,
+)
+from services.simulator import convert
+from services.simulator.settings import SimulatorSettings
+from simulators.kinematics import ControlCommand
+from simulators.library import load_scenario
+from simulators.render import encode_jpeg
+from simulators.scenario import Scenario
+from simulators.world import World
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class VehicleRun:
+    """One simulated ego vehicle of a run."""
+
+    vehicle_id: str
+    world: World
+    frames: int = 0
+    control_timeouts: int = 0
+    controls_applied: int = 0
+    latest: VehicleControl | None = None
+    frame_hash: Any = field(default_factory=hashlib.sha256)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def summary(self) -> dict[str, Any]:
+        """Metrics of this vehicle's run."""
+        return {"vehicle_id": self.vehicle_id, "frames": self.frames,
+                "control_timeouts": self.control_timeouts,
+                "controls_applied": self.controls_applied,
+                "frame_hash": self.frame_hash.hexdigest(), **self.world.metrics.summary()}
+
+
+class ScenarioStreamer:
+    """Runs one scenario for N vehicles on a service frame."""
+
+    def __init__(self, frame: ServiceFrame, options: SimulatorSettings, *, run_id: str,
+                 scenario: Scenario | None = None) -> None:
+        self.frame = frame
+        self.options = options
+        self.run_id = run_id
+        self.scenario = scenario or load_scenario(options.scenario or _default())
+        seed = options.seed if options.seed is not None else self.scenario.seed
+        self.vehicles = {
+            f"ego-{i}" if options.vehicles > 1 else "ego":
+            VehicleRun(f"ego-{i}" if options.vehicles > 1 else "ego",
+                       World.from_scenario(self.scenario, seed=seed + i))
+            for i in range(options.vehicles)
+        }
+        self.cameras = list(self.vehicles[next(iter(self.vehicles))].world.cameras.values())
+        self.rate_hz = max(c.rate_hz for c in self.scenario.cameras)
+        self.duration_s = options.duration_s or self.scenario.duration_s
+
+    def subscribe(self) -> None:
+        """In closed loop, consume `vehicle.control` (call before the frame starts)."""
+        if self.options.loop == "closed":
+            self.frame.consume(VEHICLE_CONTROL,
+                               group_id=f"{self.frame.group_id}.{self.run_id}")(self.on_control)
+
+    async def on_control(self, record: Record) -> None:
+        """Keep the newest valid command per vehicle of this run."""
+        control = VehicleControl.decode(record.value, source=f"{record.topic}@{record.offset}")
+        run = self.vehicles.get(control.vehicle_id)
+        if run is None or control.run_id != self.run_id:
+            return
+        if run.latest is None or control.seq > run.latest.seq:
+            run.latest = control
+            run.arrived.set()
+
+    async def _await_control(self, run: VehicleRun, seq: int) -> None:
+        deadline = time.monotonic() + self.options.lockstep_timeout_s
+        while not (run.latest and run.latest.source and run.latest.source.seq >= seq):
+            run.arrived.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                run.control_timeouts += 1
+                return
+            try:
+                await asyncio.wait_for(run.arrived.wait(), timeout=remaining)
+            except TimeoutError:
+                run.control_timeouts += 1
+                return
+
+    def _command(self, run: VehicleRun, stamp_ns: int) -> ControlCommand | None:
+        if self.options.loop == "open":
+            return None
+        control = run.latest
+        if control is None or (self.options.clock == "realtime" and control.valid_until_ns < stamp_ns):
+            return convert.FALLBACK_COMMAND
+        run.controls_applied += 1
+        return convert.control_command(control)
+
+    async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> None:
+        world, vid = run.world, run.vehicle_id
+        sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
+            world.ego_state(), vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
+        for cam in self.cameras:
+            if seq % max(1, round(self.rate_hz / cam.rate_hz)):
+                continue
+            image = encode_jpeg(world.render(cam.camera_id), self.options.jpeg_quality)
+            run.frame_hash.update(image)
+            meta = convert.frame_meta(cam, vehicle_id=vid, seq=seq, stamp_ns=stamp_ns,
+                                      run_id=self.run_id)
+            sends.append(self.frame.publish(CAMERA_FRAMES, image, key=meta.key,
+                                            headers={k: v.decode() for k, v in meta.to_headers()}))
+            if self.options.ground_truth:
+                gt = convert.ground_truth(world.ground_truth(cam.camera_id), vehicle_id=vid,
+                                          seq=seq, stamp_ns=stamp_ns, run_id=self.run_id)
+                sends.append(self.frame.publish(SIM_GROUND_TRUTH, gt, key=meta.key.decode()))
+            run.frames += 1
+        await asyncio.gather(*sends)
+
+    async def run(self, progress: Progress | None = None,
+                  stop: asyncio.Event | None = None) -> dict[str, Any]:
+        """Stream the whole scenario; return per-vehicle metrics."""
+        dt = 1.0 / self.rate_hz
+        steps = round(self.duration_s * self.rate_hz)
+        start_ns, start_wall = time.time_ns(), time.monotonic()
+        for seq in range(steps):
+            if stop is not None and stop.is_set():
+                break
+            stamp_ns = start_ns + round(seq * dt * 1e9)
+            if self.options.clock == "realtime":
+                delay = start_wall + seq * dt / self.options.speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            for run in self.vehicles.values():
+                await self._publish_tick(run, seq, stamp_ns)
+            if self.options.loop == "closed" and self.options.clock == "lockstep":
+                await asyncio.gather(*(self._await_control(r, seq) for r in self.vehicles.values()))
+            for run in self.vehicles.values():
+                if not run.world.done:
+                    run.world.step(dt, self._command(run, stamp_ns))
+            if progress is not None:
+                progress(self.scenario.name, (seq + 1) / steps)
+            if all(r.world.done for r in self.vehicles.values()):
+                break
+        return {"scenario": self.scenario.name, "run_id": self.run_id,
+                "loop": self.options.loop, "clock": self.options.clock,
+                "wall_s": round(time.monotonic() - start_wall, 3),
+                "vehicles": [r.summary() for r in self.vehicles.values()]}
+
+
+def _default() -> str:
+    from simulators.library import DEFAULT_SCENARIO
+
+    return DEFAULT_SCENARIO
