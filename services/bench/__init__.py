@@ -1,0 +1,1 @@
+"""`roadstream bench …`: benchmarks whose figures go to docs/benchmarks.md."""
