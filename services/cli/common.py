@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from services.broker.clients import BrokerUnavailableError
@@ -47,6 +48,14 @@ def setup_logging(level: str) -> None:
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; Ctrl-C ends it cleanly."""
     return asyncio.run(coro)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically: a temporary file renamed into place, never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
 
 
 def emit(result: dict[str, Any], *, as_json: bool, text: str) -> None:

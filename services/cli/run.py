@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -22,7 +20,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.broker.clients import client_kwargs, consumer_kwargs
 from services.broker.embedded import kafka
-from services.cli.common import emit, run_async, settings_from
+from services.cli.common import emit, run_async, settings_from, write_json
 from services.cli.sim import add_stream_options, format_vehicle, sim_options, stream
 from services.messages import CAMERA_FRAMES, FrameMeta
 from services.settings import Settings
@@ -99,7 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = run_async(go())
     summary = {"run_id": run_id, "scenarios": results, "not_yet": list(NOT_YET),
                "closed_loop": False}
-    write_summary(out_dir, summary)
+    write_json(out_dir / "summary.json", summary)
     lines = [f"run {run_id}: {len(results)} scenario(s) streamed through Kafka (open loop)"]
     for r in results:
         k = r["kafka"]
@@ -111,11 +109,3 @@ def cmd_run(args: argparse.Namespace) -> int:
     emit(summary, as_json=args.json, text="\n".join(lines))
     ok = all(r["kafka"]["decoded"] == r["kafka"]["frames_sent"] for r in results)
     return 0 if ok else 1
-
-
-def write_summary(out_dir: Path, summary: dict[str, Any]) -> None:
-    """Write summary.json atomically (never half-written)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(out_dir / "summary.json")

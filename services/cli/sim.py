@@ -6,10 +6,11 @@ import argparse
 import json
 import sys
 import uuid
+from pathlib import Path
 from typing import Any
 
 from services.broker.embedded import kafka
-from services.cli.common import emit, run_async, settings_from
+from services.cli.common import emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
 from services.frame.service import ServiceFrame
 from services.settings import Settings
@@ -40,6 +41,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help=f"scenario name or YAML file (default {DEFAULT_SCENARIO})")
     add_stream_options(p)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE",
+                   help="also write the metrics as JSON (default runs/<run id>/sim_metrics.json)")
     p.set_defaults(func=cmd_sim)
 
 
@@ -91,8 +94,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
             return await stream(settings, bootstrap, options, run_id)
 
     result = run_async(go())
+    out = args.out or settings.runs_dir / run_id / "sim_metrics.json"
+    write_json(out, result)
     lines = [f"{result['scenario']} ({result['loop']} loop, {result['clock']}) run {run_id}"]
     lines += [format_vehicle(v) for v in result["vehicles"]]
+    lines.append(f"written: {out}")
     emit(result, as_json=args.json, text="\n".join(lines))
     return 0
 
