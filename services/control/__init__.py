@@ -1,0 +1,1 @@
+"""The control topic: command signing (gate side) and verification (vehicle side)."""
