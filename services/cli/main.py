@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import bench, infra, run, sim
+from services.cli import bench, infra, record, run, sim
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parsers(sub)
     sim.add_parsers(sub)
     infra.add_parsers(sub)
+    record.add_parsers(sub)
     bench.add_parsers(sub)
     return parser
 
