@@ -47,14 +47,14 @@ SERVICES: dict[str, ServiceEntry] = {e.name: e for e in (
                  "sim.ground_truth (closed loop: obeys vehicle.control)",
                  "services.simulator.service:build"),
     ServiceEntry("perception", "camera.frames → detection, tracking, ranging → "
-                 "perception.objects", None, "the perception issue"),
+                 "perception.objects", "services.perception.service:build"),
     ServiceEntry("planning", "perception.objects + vehicle.state → planning.trajectory and, "
                  "through the command gate, vehicle.control", None,
                  "the planning and control issue"),
     ServiceEntry("monitor", "watch every topic; publish safety.events", None,
                  "the safety monitor issue"),
-    ServiceEntry("audit", "safety.events → hash-chained SQLite/PostgreSQL audit trail", None,
-                 "the safety monitor issue"),
+    ServiceEntry("audit", "safety.events → hash-chained SQLite/PostgreSQL audit trail",
+                 "services.audit.service:build"),
     ServiceEntry("recorder", "record topics to MCAP", None, "the simulator issue"),
 )}
 

@@ -43,6 +43,7 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Record], Awaitable[None]]
+BatchHandler = Callable[[list[Record]], Awaitable[None]]
 
 
 def faststream_security(settings: Settings) -> BaseSecurity | None:
@@ -140,6 +141,46 @@ class ServiceFrame:
                     await self.handle_guarded(spec, handler, record)
 
             self.broker.subscriber(spec.name, group_id=group_id or self.group_id,
+                                   ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
+            return handler
+
+        return decorate
+
+    def consume_batch(self, spec: TopicSpec, *, max_records: int, max_wait_ms: float,
+                      group_id: str | None = None,
+                      **subscriber_kwargs: Any) -> Callable[[BatchHandler], BatchHandler]:
+        """Subscribe `handler(records)` to micro-batches of a topic.
+
+        A batch is every record already fetched, across partitions (cameras), up to
+        `max_records`; when none is waiting the consumer polls for at most `max_wait_ms`. Under
+        light load a frame is handled alone at once; under load batches fill. Offsets of the
+        whole batch are committed after the handler returns. The handler dead-letters bad
+        records itself (`frame.dead_letter`); an error escaping it dead-letters the whole batch.
+        """
+
+        def decorate(handler: BatchHandler) -> BatchHandler:
+            kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
+                      if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
+            kwargs.update(subscriber_kwargs)
+
+            async def guarded(msg: KafkaMessage) -> None:
+                raws = msg.raw_message if isinstance(msg.raw_message, list | tuple) else [
+                    msg.raw_message]
+                records = [Record.from_raw(raw) for raw in raws]
+                self._last_message_ns = time.time_ns()
+                with self.metrics.handler_seconds.labels(self.name, spec.name).time():
+                    try:
+                        await handler(records)
+                    except Exception as error:
+                        if is_infrastructure_error(error):
+                            raise
+                        for record in records:
+                            await self.dead_letter(spec, record, error)
+                self.metrics.handled.labels(self.name, spec.name).inc(len(records))
+
+            self.broker.subscriber(spec.name, group_id=group_id or self.group_id, batch=True,
+                                   max_records=max_records,
+                                   batch_timeout_ms=max(1, round(max_wait_ms)),
                                    ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
             return handler
 

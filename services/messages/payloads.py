@@ -142,8 +142,10 @@ class DetectedObject(_Part):
     object_class: ObjectClass = Field(alias="class")
     score: float = Field(ge=0, le=1)
     box: Box
-    position_m: Vec3
-    velocity_mps: Vec2
+    position_m: Vec3 | None = Field(default=None,
+                                    description="Centre in the ego frame [m]; null if not ranged.")
+    velocity_mps: Vec2 | None = Field(default=None,
+                                      description="Velocity relative to the ego [m/s].")
     ttc_s: float | None = Field(default=None, description="Time to collision; null if not closing.")
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)

@@ -1,0 +1,1 @@
+"""The perception service: camera.frames → detection, tracking, ranging → perception.objects."""

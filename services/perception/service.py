@@ -1,0 +1,158 @@
+"""`roadstream serve perception`: a thin loop over the pure perception code.
+
+Per micro-batch: decode each frame (bad ones are dead-lettered), drop frames older than the
+latency budget (counted, reported and raised as a safety event), run the detector once on the
+batch, track and range per camera, publish one `perception.objects` per frame with the source
+frame's seq and stamp, the model version and per-stage latencies. Offsets are committed after
+the batch's results are published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from prometheus_client import Counter, Histogram
+
+from perception.checkpoint import load_detector
+from perception.detector import Detector
+from perception.pipeline import CameraPerception, PerceivedObject
+from perception.ranging import Calibration as RangingCalibration
+from services.frame.delivery import Record
+from services.frame.events import safety_event
+from services.frame.service import ServiceFrame
+from services.messages import (
+    CAMERA_FRAMES,
+    PERCEPTION_OBJECTS,
+    DetectedObject,
+    EventRefs,
+    FrameMeta,
+    FrameRef,
+    PerceptionObjects,
+    Severity,
+    Vec2,
+    Vec3,
+)
+from services.perception.decode import FrameError, decode_frame
+from services.perception.settings import PerceptionSettings
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+MS = 1e-6  # ns → ms
+
+
+def to_wire(obj: PerceivedObject) -> DetectedObject:
+    """A tracked, ranged object as the contract carries it."""
+    pos = obj.position_m
+    vel = obj.velocity_mps
+    return DetectedObject(
+        track_id=obj.track_id, object_class=obj.class_name,
+        score=round(float(obj.score), 4), box=obj.box,
+        position_m=Vec3(x=pos[0], y=pos[1], z=pos[2]) if pos else None,
+        velocity_mps=Vec2(x=vel[0], y=vel[1]) if vel else None,
+        ttc_s=obj.ttc_s)
+
+
+class PerceptionService:
+    """State of the perception service: the detector and one tracker per camera stream."""
+
+    def __init__(self, frame: ServiceFrame, detector: Detector, options: PerceptionSettings) -> None:
+        self.frame = frame
+        self.detector = detector
+        self.options = options
+        self.cameras: dict[str, CameraPerception] = {}
+        registry = frame.registry
+        self.dropped = Counter("roadstream_frames_dropped_total", "Frames dropped on purpose",
+                               ["camera", "reason"], registry=registry)
+        self.stage = Histogram("roadstream_stage_latency_seconds", "Latency of a perception stage",
+                               ["stage"], registry=registry,
+                               buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+        self.end_to_end = Histogram("roadstream_frame_to_objects_seconds",
+                                    "Frame capture to objects published", registry=registry,
+                                    buckets=(.01, .025, .05, .1, .2, .3, .5, 1, 2, 5))
+        self.frames_done = Counter("roadstream_frames_processed_total", "Frames processed",
+                                   registry=registry)
+        self.batch_sizes: list[int] = []
+
+    def camera(self, meta: FrameMeta) -> CameraPerception:
+        """The tracker of a vehicle/camera stream (created on its first frame)."""
+        key = meta.key.decode()
+        cam = self.cameras.get(key)
+        if cam is None or cam.calibration.width != meta.calibration.width:
+            cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()))
+            self.cameras[key] = cam
+        return cam
+
+    async def handle(self, records: list[Record]) -> None:
+        """Process one micro-batch."""
+        arrived_ns = time.time_ns()
+        frames: list[tuple[Record, FrameMeta, np.ndarray, float]] = []
+        for record in records:
+            t0 = time.perf_counter_ns()
+            try:
+                meta, image = decode_frame(record, max_bytes=self.options.max_frame_bytes,
+                                           max_pixels=self.options.max_pixels)
+            except FrameError as exc:
+                await self.frame.dead_letter(CAMERA_FRAMES, record, exc)
+                continue
+            age_ms = (arrived_ns - meta.capture_ns) * MS
+            if age_ms > self.options.latency_budget_ms:
+                await self.drop(record, meta, age_ms)
+                continue
+            frames.append((record, meta, image, (time.perf_counter_ns() - t0) * MS))
+        if not frames:
+            return
+        t0 = time.perf_counter_ns()
+        detections = self.detector.detect([image for _, _, image, _ in frames])
+        infer_ms = (time.perf_counter_ns() - t0) * MS
+        self.batch_sizes.append(len(frames))
+        self.stage.labels("infer").observe(infer_ms / 1e3)
+        for (_, meta, _, decode_ms), dets in zip(frames, detections, strict=True):
+            t1 = time.perf_counter_ns()
+            objects = self.camera(meta).update(dets, meta.capture_ns)
+            track_ms = (time.perf_counter_ns() - t1) * MS
+            now = time.time_ns()
+            result = PerceptionObjects(
+                vehicle_id=meta.vehicle_id, camera_id=meta.camera_id,
+                source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), stamp_ns=now,
+                model_version=self.detector.model_version, objects=[to_wire(o) for o in objects],
+                latencies_ms={"queue": round((arrived_ns - meta.capture_ns) * MS, 3),
+                              "decode": round(decode_ms, 3), "infer": round(infer_ms, 3),
+                              "track": round(track_ms, 3), "batch_size": float(len(frames))},
+                run_id=meta.run_id)
+            headers = {"traceparent": meta.traceparent} if meta.traceparent else None
+            await self.frame.publish(PERCEPTION_OBJECTS, result, key=meta.key, headers=headers)
+            self.stage.labels("decode").observe(decode_ms / 1e3)
+            self.stage.labels("track").observe(track_ms / 1e3)
+            self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
+            self.frames_done.inc()
+
+    async def drop(self, record: Record, meta: FrameMeta, age_ms: float) -> None:
+        """Drop a frame over the latency budget on purpose: count it and raise an event."""
+        self.dropped.labels(meta.camera_id, "stale").inc()
+        await self.frame.emit(safety_event(
+            source="perception", type_="frame_dropped", severity=Severity.WARNING,
+            vehicle_id=meta.vehicle_id,
+            details={"reason": "over latency budget", "age_ms": round(age_ms, 1),
+                     "budget_ms": self.options.latency_budget_ms, "camera_id": meta.camera_id},
+            refs=EventRefs(frame_seq=meta.seq, topic=record.topic, partition=record.partition,
+                           offset=record.offset), run_id=meta.run_id))
+
+
+def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | None = None,
+          detector: Detector | None = None, **frame_kwargs: Any) -> ServiceFrame:
+    """The perception service; loads the model here, at start-up (never at import)."""
+    options = options or PerceptionSettings()
+    if detector is None:
+        detector = load_detector(options.weights, builder=options.builder,
+                                 class_map=options.class_map, device=settings.device,
+                                 score_thresh=options.score_thresh,
+                                 num_threads=settings.torch_threads or None)
+    frame = ServiceFrame("perception", settings, bootstrap, **frame_kwargs)
+    service = PerceptionService(frame, detector, options)
+    frame.consume_batch(CAMERA_FRAMES, max_records=options.max_batch_size,
+                        max_wait_ms=options.max_wait_ms)(service.handle)
+    frame.perception = service  # type: ignore[attr-defined]
+    return frame

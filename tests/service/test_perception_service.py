@@ -1,0 +1,115 @@
+"""The perception service with TestKafkaBroker: frames in, objects out, bad frames dead-lettered."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from perception.detector import Detector
+from perception.model import build_detector
+from services.messages import FrameMeta, PerceptionObjects, SafetyEvent
+from services.messages.examples import CALIBRATION
+from services.perception.service import build
+from services.perception.settings import PerceptionSettings
+from services.settings import Settings
+
+
+def tiny_detector() -> Detector:
+    torch.manual_seed(0)
+    model = build_detector(arch="ssdlite", image_size=(96, 160))
+    return Detector(model, device="cpu", score_thresh=0.0, model_version="test-random",
+                    num_threads=1)
+
+
+def frame(seq: int, *, stamp_ns: int | None = None) -> tuple[bytes, dict[str, str]]:
+    img = np.full((360, 640, 3), 90, np.uint8)
+    cv2.rectangle(img, (280, 160), (360, 220), (30, 30, 200), -1)
+    meta = FrameMeta(vehicle_id="ego", camera_id="front", seq=seq,
+                     capture_ns=stamp_ns or time.time_ns(), width=640, height=360,
+                     calibration=CALIBRATION, run_id="svc", traceparent="00-" + "a" * 32 + "-"
+                     + "b" * 16 + "-01")
+    return cv2.imencode(".jpg", img)[1].tobytes(), {k: v.decode() for k, v in meta.to_headers()}
+
+
+@pytest.fixture
+def service() -> Any:
+    return build(Settings(), "localhost:9092", options=PerceptionSettings(latency_budget_ms=2000),
+                 detector=tiny_detector())
+
+
+async def test_frames_in_objects_out_linked_by_seq(service: Any) -> None:
+    out: list[tuple[PerceptionObjects, dict[str, str]]] = []
+
+    @service.broker.subscriber("perception.objects")
+    async def on_objects(msg: KafkaMessage) -> None:
+        out.append((PerceptionObjects.decode(msg.body), dict(msg.headers)))
+
+    async with TestKafkaBroker(service.broker) as br:
+        for seq in (3, 4):
+            value, headers = frame(seq)
+            await br.publish(value, topic="camera.frames", key=b"ego/front", headers=headers)
+
+    assert [o.source.seq for o, _ in out] == [3, 4]
+    first, headers = out[0]
+    assert first.model_version == "test-random"
+    assert {"decode", "infer", "track", "queue"} <= set(first.latencies_ms)
+    assert first.camera_id == "front"
+    assert headers["traceparent"].startswith("00-aaaa")
+
+
+async def test_corrupt_frame_goes_to_dlq_and_next_is_served(service: Any) -> None:
+    out: list[int] = []
+    dlq: list[dict[str, str]] = []
+    events: list[SafetyEvent] = []
+
+    @service.broker.subscriber("perception.objects")
+    async def on_objects(msg: KafkaMessage) -> None:
+        out.append(PerceptionObjects.decode(msg.body).source.seq)
+
+    @service.broker.subscriber("camera.frames.dlq")
+    async def on_dlq(msg: KafkaMessage) -> None:
+        dlq.append(dict(msg.headers))
+
+    @service.broker.subscriber("safety.events")
+    async def on_event(msg: KafkaMessage) -> None:
+        events.append(SafetyEvent.decode(msg.body))
+
+    async with TestKafkaBroker(service.broker) as br:
+        value, headers = frame(1)
+        await br.publish(value[:400], topic="camera.frames", key=b"ego/front", headers=headers)
+        value, headers = frame(2)
+        await br.publish(value, topic="camera.frames", key=b"ego/front", headers=headers)
+
+    assert out == [2]
+    assert len(dlq) == 1
+    assert dlq[0]["dlq-error-class"] == "FrameError"
+    assert "truncated JPEG" in dlq[0]["dlq-error-message"]
+    assert [e.type for e in events] == ["dead_letter"]
+
+
+async def test_stale_frame_is_dropped_counted_and_reported(service: Any) -> None:
+    out: list[int] = []
+    events: list[SafetyEvent] = []
+
+    @service.broker.subscriber("perception.objects")
+    async def on_objects(msg: KafkaMessage) -> None:
+        out.append(PerceptionObjects.decode(msg.body).source.seq)
+
+    @service.broker.subscriber("safety.events")
+    async def on_event(msg: KafkaMessage) -> None:
+        events.append(SafetyEvent.decode(msg.body))
+
+    async with TestKafkaBroker(service.broker) as br:
+        value, headers = frame(1, stamp_ns=time.time_ns() - 5_000_000_000)
+        await br.publish(value, topic="camera.frames", key=b"ego/front", headers=headers)
+
+    assert out == []
+    assert [(e.type, e.references.frame_seq) for e in events] == [("frame_dropped", 1)]
+    assert service.perception.dropped.labels("front", "stale")._value.get() == 1
