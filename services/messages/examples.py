@@ -8,6 +8,7 @@ from services.messages.frames import FrameMeta
 from services.messages.payloads import (
     Calibration,
     ControlMode,
+    LaneContext,
     DetectedObject,
     EventRefs,
     FrameRef,
@@ -42,7 +43,10 @@ def vehicle_state() -> VehicleState:
     """An ego vehicle driving east at 50 km/h."""
     return VehicleState(vehicle_id="ego", stamp_ns=STAMP_NS, pose=Pose2D(x_m=12.0, y_m=-1.75,
                         yaw_rad=0.0), speed_mps=13.9, accel_mps2=0.2, yaw_rate_radps=0.0,
-                        steer_rad=0.01, run_id="example")
+                        steer_rad=0.01, run_id="example",
+                        lane=LaneContext(lane_index=0, n_lanes=2, lane_width_m=3.5,
+                                         lateral_offset_m=0.05, heading_rel_rad=0.0,
+                                         speed_limit_mps=13.9))
 
 
 def ground_truth() -> GroundTruth:

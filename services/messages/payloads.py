@@ -90,6 +90,18 @@ class Vec2(_Part):
 Box = tuple[float, float, float, float]
 
 
+class LaneContext(_Part):
+    """Where the ego is on its road, from localisation on a map (the simulator knows it)."""
+
+    lane_index: int = Field(ge=0, description="0 = rightmost lane.")
+    n_lanes: int = Field(ge=1)
+    lane_width_m: float = Field(gt=0)
+    lateral_offset_m: float = Field(description="Rear axle from the lane centre, + left [m].")
+    heading_rel_rad: float = Field(description="Heading relative to the lane, + left [rad].")
+    speed_limit_mps: float = Field(gt=0)
+    road_curvature_1pm: float = Field(default=0.0, description="+ when the road turns left [1/m].")
+
+
 class VehicleState(Payload):
     """`vehicle.state`: the ego vehicle's measured state."""
 
@@ -101,6 +113,7 @@ class VehicleState(Payload):
     yaw_rate_radps: float = 0.0
     steer_rad: float = Field(default=0.0, description="Steering tire angle [rad].")
     run_id: str = ""
+    lane: LaneContext | None = Field(default=None, description="Lane context, when localised.")
 
 
 class TrueObject(_Part):

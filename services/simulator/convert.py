@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from services.messages import (
     Calibration,
     FrameMeta,
+    LaneContext,
     GroundTruth,
     Pose2D,
     TrueObject,
@@ -20,15 +22,25 @@ from simulators.kinematics import ControlCommand
 if TYPE_CHECKING:
     from simulators.camera import Camera
     from simulators.ground_truth import FrameGroundTruth
+    from simulators.road import Road
     from simulators.world import EgoState
 
 
-def vehicle_state(ego: EgoState, *, vehicle_id: str, stamp_ns: int, run_id: str) -> VehicleState:
-    """`vehicle.state` from the simulated ego."""
+def vehicle_state(ego: EgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
+                  run_id: str) -> VehicleState:
+    """`vehicle.state` from the simulated ego, with its lane context from the road."""
+    lane = road.lane_of(ego.d_m)
+    _, _, road_heading = road.frenet_pose(ego.s_m, ego.d_m)
+    heading = math.remainder(ego.yaw_rad - road_heading, math.tau)
+    context = LaneContext(lane_index=lane, n_lanes=road.lanes, lane_width_m=road.lane_width_m,
+                          lateral_offset_m=ego.d_m - road.lane_d(lane), heading_rel_rad=heading,
+                          speed_limit_mps=road.speed_limit_mps,
+                          road_curvature_1pm=road.curvature_at(ego.s_m))
     return VehicleState(vehicle_id=vehicle_id, stamp_ns=stamp_ns,
                         pose=Pose2D(x_m=ego.x_m, y_m=ego.y_m, yaw_rad=ego.yaw_rad),
                         speed_mps=ego.speed_mps, accel_mps2=ego.accel_mps2,
-                        yaw_rate_radps=ego.yaw_rate_radps, steer_rad=ego.steer_rad, run_id=run_id)
+                        yaw_rate_radps=ego.yaw_rate_radps, steer_rad=ego.steer_rad, run_id=run_id,
+                        lane=context)
 
 
 def ground_truth(gt: FrameGroundTruth, *, vehicle_id: str, seq: int, stamp_ns: int,

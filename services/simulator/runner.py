@@ -122,7 +122,7 @@ class ScenarioStreamer:
     async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> None:
         world, vid = run.world, run.vehicle_id
         sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
-            world.ego_state(), vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
+            world.ego_state(), world.road, vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
         for cam in self.cameras:
             if seq % max(1, round(self.rate_hz / cam.rate_hz)):
                 continue
