@@ -51,8 +51,8 @@ SERVICES: dict[str, ServiceEntry] = {e.name: e for e in (
     ServiceEntry("planning", "perception.objects + vehicle.state → planning.trajectory and, "
                  "through the command gate, vehicle.control", None,
                  "the planning and control issue"),
-    ServiceEntry("monitor", "watch every topic; publish safety.events", None,
-                 "the safety monitor issue"),
+    ServiceEntry("monitor", "watch every topic; publish safety.events",
+                 "services.monitor.service:build"),
     ServiceEntry("audit", "safety.events → hash-chained SQLite/PostgreSQL audit trail",
                  "services.audit.service:build"),
     ServiceEntry("recorder", "record topics to MCAP", None, "the simulator issue"),

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import bench, infra, record, run, sim
+from services.cli import audit, bench, infra, perception_cmds, record, run, sim
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     infra.add_parsers(sub)
     record.add_parsers(sub)
     bench.add_parsers(sub)
+    audit.add_parsers(sub)
+    perception_cmds.add_parsers(sub)
     return parser
 
 

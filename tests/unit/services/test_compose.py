@@ -8,10 +8,14 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
+from services.audit.settings import AuditSettings
 from services.catalog import SERVICES
 from services.cli.main import build_parser
+from services.perception.settings import PerceptionSettings
 from services.settings import ENV_PREFIX, Settings
+from services.simulator.settings import SimulatorSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -58,16 +62,32 @@ def test_service_commands_exist_in_the_cli(compose: dict[str, Any]) -> None:
         assert svc.get("build") == "." or svc.get("image") == "roadstream:latest"
 
 
+SERVICE_SETTINGS: tuple[type[BaseSettings], ...] = (
+    Settings, SimulatorSettings, PerceptionSettings, AuditSettings)
+
+
+def setting_names() -> dict[str, tuple[type[BaseSettings], str]]:
+    """Every ROADSTREAM_* variable any settings class reads → (class, field)."""
+    names = {}
+    for cls in SERVICE_SETTINGS:
+        prefix = cls.model_config.get("env_prefix", "")
+        for field in cls.model_fields:
+            names[(prefix + field).upper()] = (cls, field)
+    return names
+
+
 def test_environment_variables_are_real_settings(compose: dict[str, Any]) -> None:
-    fields = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
+    names = setting_names()
     for name, svc in roadstream_services(compose).items():
         env = svc.get("environment", {})
-        for var in env:
+        values: dict[type[BaseSettings], dict[str, str]] = {}
+        for var, value in env.items():
             if var.startswith(ENV_PREFIX):
-                assert var in fields, f"{name}: {var} is not a setting"
-        settings = {k[len(ENV_PREFIX):].lower(): v for k, v in env.items()
-                    if k.startswith(ENV_PREFIX)}
-        Settings(**settings)  # every value is valid too
+                assert var in names, f"{name}: {var} is not a setting"
+                cls, field = names[var]
+                values.setdefault(cls, {})[field] = value
+        for cls, kwargs in values.items():
+            cls(**kwargs)  # every value is valid too
 
 
 def test_perception_reserves_a_gpu(compose: dict[str, Any]) -> None:

@@ -1,0 +1,1 @@
+"""The safety audit trail: safety.events into an append-only, hash-chained database."""

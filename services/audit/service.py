@@ -1,0 +1,125 @@
+"""The audit service: `safety.events` → the hash-chained audit trail (SQLite or PostgreSQL).
+
+One topic carries everything the audit keeps. Every service raises its events on
+`safety.events`, and vehicle clients that reject a control command (bad signature, stale,
+replayed counter) report the rejection there too, as a SafetyEvent with source
+"vehicle-client"; so command rejections need no topic of their own.
+
+Delivery: the handler writes the event and the database transaction commits before the
+handler returns; only then does the service frame commit the Kafka offset. A crash between
+the two redelivers the event, and the store's idempotency by event id turns the redelivery
+into a no-op. A database that cannot be reached is not the event's fault: the record is
+not committed (nor dead-lettered) and comes back after `retry_backoff_s`. An event that
+is not a valid SafetyEvent goes to `safety.events.dlq` like any bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.audit.settings import AuditSettings, load_audit_settings
+from services.audit.store import AuditStore, AuditStoreError, Outcome, open_store
+from services.frame.delivery import Record
+from services.frame.events import safety_event
+from services.frame.service import ServiceFrame
+from services.messages import SAFETY_EVENTS, EventRefs, SafetyEvent, Severity
+from services.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+
+class AuditStoreUnavailableError(ConnectionError):
+    """The audit database cannot take writes right now.
+
+    A ConnectionError on purpose: the service frame treats it like a Kafka outage, so the
+    record is neither committed nor dead-lettered but delivered again.
+    """
+
+
+class AuditStartupError(SettingsError):
+    """The audit database cannot be opened at start-up: a one-line error for the operator."""
+
+
+class AuditService(ServiceFrame):
+    """The service frame plus the store it writes to (closed after the consumer stopped)."""
+
+    def __init__(self, settings: Settings, bootstrap: str, store: AuditStore,
+                 options: AuditSettings, **frame_kwargs: Any) -> None:
+        super().__init__("audit", settings, bootstrap, **frame_kwargs)
+        self.store = store
+        self.options = options
+        self.rows = Counter("roadstream_audit_events_total",
+                            "Safety events offered to the audit trail, by outcome",
+                            ["outcome"], registry=self.registry)
+        self.store_failures = Counter("roadstream_audit_store_failures_total",
+                                      "Writes that failed on an unavailable database",
+                                      registry=self.registry)
+
+    async def record(self, record: Record) -> Outcome:
+        """Validate one `safety.events` record and append it; return what the store did.
+
+        Raises MessageError/ValueError for a bad event (dead-lettered by the frame) and
+        AuditStoreUnavailableError when the database cannot take it now (redelivered).
+        """
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        event = SafetyEvent.decode(record.value, source=where)
+        document = json.loads(record.value)  # valid JSON: decode accepted it
+        try:
+            outcome = await asyncio.to_thread(self.store.append, event, document)
+        except AuditStoreError as exc:
+            if not exc.transient:
+                raise  # refused whatever the moment: dead-letter it, do not loop on it
+            self.store_failures.inc()
+            log.error("audit: %s not stored, will be delivered again: %s", where, exc)
+            await asyncio.sleep(self.options.retry_backoff_s)
+            raise AuditStoreUnavailableError(str(exc)) from exc
+        self.rows.labels(outcome.value).inc()
+        if outcome is Outcome.CONFLICT:
+            await self._report_conflict(event, record)
+        return outcome
+
+    async def _report_conflict(self, event: SafetyEvent, record: Record) -> None:
+        log.warning("audit: event %s arrived again with different content; the first one is "
+                    "kept", event.event_id)
+        await self.emit(safety_event(
+            source=self.name, type_="audit_conflict", severity=Severity.WARNING,
+            vehicle_id=event.vehicle_id,
+            details={"event_id": str(event.event_id),
+                     "reason": "same event id, different content; the first one is kept"},
+            refs=EventRefs(topic=record.topic, partition=record.partition,
+                           offset=record.offset), run_id=self.run_id))
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight writes finish), then close the database."""
+        try:
+            await super().stop()
+        finally:
+            self.store.close()
+
+
+def build(settings: Settings, bootstrap: str, *, options: AuditSettings | None = None,
+          **frame_kwargs: Any) -> AuditService:
+    """The audit service on a frame, its store opened (schema created when missing).
+
+    `options` defaults to `ROADSTREAM_AUDIT_*`. Raises SettingsError for a bad URL, and
+    AuditStartupError (a SettingsError) when the database cannot be opened.
+    """
+    options = options or load_audit_settings()
+    try:
+        store = open_store(options.url, busy_timeout_s=options.busy_timeout_s)
+    except AuditStoreError as exc:
+        raise AuditStartupError(f"{exc} (check ROADSTREAM_AUDIT_URL and that the database "
+                                "is up)") from exc
+    log.info("audit: writing to %s", store.url)
+    service = AuditService(settings, bootstrap, store, options, **frame_kwargs)
+
+    @service.consume(SAFETY_EVENTS)
+    async def on_event(record: Record) -> None:
+        await service.record(record)
+
+    return service
