@@ -1,0 +1,126 @@
+"""Risk: time-to-collision of tracked objects, and stops commanded by the gate.
+
+`CollisionRiskCheck` raises `collision_risk` when a track's TTC falls below the warning
+(warning) or critical (critical) threshold; only an escalation is reported, once per track and
+level. A track's level comes down only when its TTC is clearly above the threshold again
+(`RELEASE_FACTOR`), so TTC noise at a threshold does not repeat the event.
+
+`ControlModeCheck` raises `emergency_stop` (critical) and `minimal_risk_stop` (warning) when a
+vehicle's command mode changes to a stop, and `control_resumed` (info) when it is back to normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from services.messages import ControlMode, PerceptionObjects, Severity, VehicleControl
+from services.monitor.findings import (
+    COLLISION_RISK,
+    CONTROL_RESUMED,
+    EMERGENCY_STOP,
+    MINIMAL_RISK_STOP,
+    NS_PER_S,
+    Finding,
+    Observation,
+)
+
+#: A level is released only above threshold × this: TTC estimates are noisy frame to frame.
+RELEASE_FACTOR: Final = 1.2
+_NONE, _WARNING, _CRITICAL = 0, 1, 2
+_SEVERITY = {_WARNING: Severity.WARNING, _CRITICAL: Severity.CRITICAL}
+
+
+@dataclass
+class _Track:
+    level: int
+    last_seen_ns: int
+
+
+class CollisionRiskCheck:
+    """Per (camera key, track id) TTC level with escalation-only findings."""
+
+    def __init__(self, *, warning_s: float = 3.0, critical_s: float = 1.5,
+                 forget_s: float = 2.0) -> None:
+        if not 0 < critical_s < warning_s:
+            raise ValueError("need 0 < critical_s < warning_s")
+        self._warning = warning_s
+        self._critical = critical_s
+        self._forget_ns = int(forget_s * NS_PER_S)
+        self._tracks: dict[tuple[str, int], _Track] = {}
+
+    def level(self, ttc_s: float | None, previous: int = _NONE) -> int:
+        """0 none, 1 warning, 2 critical for a TTC, given the track's previous level."""
+        if ttc_s is None or ttc_s < 0:
+            return _NONE
+        level = _CRITICAL if ttc_s < self._critical else _WARNING if ttc_s < self._warning else _NONE
+        if level < previous:
+            # Hold the higher level until the TTC is clearly above its threshold.
+            hold = self._critical if previous == _CRITICAL else self._warning
+            if ttc_s < hold * RELEASE_FACTOR:
+                return previous
+        return level
+
+    def observe(self, obs: Observation, objects: PerceptionObjects, now_ns: int) -> list[Finding]:
+        """Findings for tracks whose risk level rose in this frame."""
+        out: list[Finding] = []
+        for obj in objects.objects:
+            key = (obs.key, obj.track_id)
+            track = self._tracks.get(key)
+            previous = track.level if track is not None else _NONE
+            level = self.level(obj.ttc_s, previous)
+            self._tracks[key] = _Track(level, now_ns)
+            if level > previous:
+                out.append(Finding(COLLISION_RISK, _SEVERITY[level], objects.vehicle_id, details={
+                    "camera_id": objects.camera_id, "track_id": obj.track_id,
+                    "class": obj.object_class.value, "score": obj.score, "ttc_s": obj.ttc_s,
+                    "position_m": [obj.position_m.x, obj.position_m.y] if obj.position_m else None,
+                    "velocity_mps": [obj.velocity_mps.x, obj.velocity_mps.y]
+                    if obj.velocity_mps else None,
+                    "threshold_s": self._critical if level == _CRITICAL else self._warning,
+                    "model_version": objects.model_version},
+                    refs=obs.refs(frame_seq=objects.source.seq), run_id=objects.run_id))
+        self.prune(now_ns)
+        return out
+
+    def prune(self, now_ns: int) -> None:
+        """Forget tracks not seen recently (a new object may reuse nothing of theirs)."""
+        limit = now_ns - self._forget_ns
+        for k in [k for k, t in self._tracks.items() if t.last_seen_ns < limit]:
+            del self._tracks[k]
+
+
+@dataclass
+class _Vehicle:
+    mode: ControlMode
+    seq: int
+    run_id: str
+
+
+class ControlModeCheck:
+    """Per vehicle command mode; a finding on each change (duplicates and reorders ignored)."""
+
+    def __init__(self) -> None:
+        self._vehicles: dict[str, _Vehicle] = {}
+
+    def observe(self, obs: Observation, control: VehicleControl) -> list[Finding]:
+        """A finding when this command changes the vehicle's mode."""
+        state = self._vehicles.get(control.vehicle_id)
+        if state is not None and state.run_id == control.run_id and control.seq <= state.seq:
+            return []  # a redelivery or an older command: the gate's seq is monotonic per run
+        previous = state.mode if state is not None else ControlMode.NORMAL
+        self._vehicles[control.vehicle_id] = _Vehicle(control.mode, control.seq, control.run_id)
+        if control.mode == previous:
+            return []
+        if control.mode == ControlMode.EMERGENCY_STOP:
+            type_, severity = EMERGENCY_STOP, Severity.CRITICAL
+        elif control.mode == ControlMode.COMFORTABLE_STOP:
+            type_, severity = MINIMAL_RISK_STOP, Severity.WARNING
+        else:
+            type_, severity = CONTROL_RESUMED, Severity.INFO
+        return [Finding(type_, severity, control.vehicle_id, details={
+            "from_mode": previous.value, "to_mode": control.mode.value,
+            "target_speed_mps": control.target_speed_mps, "accel_mps2": control.accel_mps2},
+            refs=obs.refs(command_seq=control.seq,
+                          frame_seq=control.source.seq if control.source else None),
+            run_id=control.run_id)]

@@ -1,0 +1,158 @@
+"""The Monitor behind `observe(record)` / `tick()`: routing, tolerance of bad values, metrics."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from services.frame.delivery import Record
+from services.messages import ControlMode, Severity
+from services.messages.examples import frame_meta, perception_objects, safety_event, vehicle_control
+from services.monitor.findings import (
+    COLLISION_RISK,
+    DLQ_MESSAGE,
+    EMERGENCY_STOP,
+    LATENCY_BUDGET_EXCEEDED,
+    TOPIC_ALIVE,
+    TOPIC_STALE,
+    Finding,
+)
+from services.monitor.metrics import MonitorMetrics
+from services.monitor.monitor import Monitor
+from services.monitor.settings import MonitorSettings, load_monitor_settings
+from services.settings import SettingsError
+from tests.unit.monitor.helpers import T0, ns
+
+MS = 1_000_000
+
+
+def record(topic: str, value: bytes, *, key: str = "ego", offset: int = 0, at_s: float = 0.0,
+           headers: tuple[tuple[str, bytes], ...] = (), partition: int = 0) -> Record:
+    return Record(topic=topic, partition=partition, offset=offset, key=key.encode(), value=value,
+                  headers=headers, timestamp_ms=(T0 + int(at_s * 1e9)) // MS)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def monitor(registry: CollectorRegistry) -> Monitor:
+    return Monitor(MonitorSettings(lag_interval_s=0), metrics=MonitorMetrics(registry))
+
+
+def types(found: list[Finding]) -> list[str]:
+    return [f.type for f in found]
+
+
+def test_camera_frames_are_watched_from_headers_without_decoding(monitor: Monitor) -> None:
+    headers = tuple(frame_meta().to_headers())
+    found = monitor.observe(record("camera.frames", b"\xff\xd8 not a real jpeg", key="ego/front",
+                                   headers=headers), ns(0.0))
+    assert types(found) == [TOPIC_ALIVE]
+    assert found[0].vehicle_id == "ego"
+    assert found[0].run_id == "example"  # from the run-id header
+    stale = monitor.tick(ns(1.0))  # 10 periods of 100 ms
+    assert types(stale) == [TOPIC_STALE]
+    assert stale[0].severity == Severity.CRITICAL
+
+
+def test_bad_values_are_counted_never_raised(monitor: Monitor, registry: CollectorRegistry) -> None:
+    found = monitor.observe(record("perception.objects", b"\x00garbage", key="ego/front"), ns(0.0))
+    assert types(found) == [TOPIC_ALIVE]  # liveness still works from the record itself
+    found = monitor.observe(record("vehicle.control", b'{"mode": "warp"}', offset=0), ns(0.0))
+    assert types(found) == [TOPIC_ALIVE]
+    assert registry.get_sample_value("roadstream_monitor_unparsed_messages_total",
+                                     {"topic": "perception.objects"}) == 1.0
+    assert registry.get_sample_value("roadstream_monitor_unparsed_messages_total",
+                                     {"topic": "vehicle.control"}) == 1.0
+
+
+def test_redelivered_records_are_ignored(monitor: Monitor, registry: CollectorRegistry) -> None:
+    estop = vehicle_control().model_copy(update={"mode": ControlMode.EMERGENCY_STOP}).encode()
+    first = monitor.observe(record("vehicle.control", estop, offset=5), ns(0.0))
+    assert EMERGENCY_STOP in types(first)
+    assert monitor.observe(record("vehicle.control", estop, offset=5), ns(0.01)) == []
+    assert registry.get_sample_value("roadstream_monitor_redelivered_messages_total",
+                                     {"topic": "vehicle.control"}) == 1.0
+
+
+def test_dlq_messages_are_warnings_with_their_headers(monitor: Monitor) -> None:
+    headers = (("dlq-source-topic", b"vehicle.state"), ("dlq-source-partition", b"2"),
+               ("dlq-source-offset", b"118"), ("dlq-error-class", b"MessageError"),
+               ("dlq-error-message", b"speed_mps: not a number"), ("dlq-service", b"planning"),
+               ("origin", b"kept"))
+    found = monitor.observe(record("vehicle.state.dlq", b"{bad", offset=3, headers=headers),
+                            ns(0.0))
+    assert types(found) == [DLQ_MESSAGE]
+    event = found[0]
+    assert event.severity == Severity.WARNING
+    assert event.vehicle_id == "ego"
+    assert event.details["source_topic"] == "vehicle.state"
+    assert event.details["source_offset"] == "118"
+    assert event.details["error_class"] == "MessageError"
+    assert event.details["service"] == "planning"
+    assert "origin" not in event.details
+    assert (event.refs.topic, event.refs.offset) == ("vehicle.state.dlq", 3)
+
+
+def test_perception_objects_feed_latency_risk_and_metrics(monitor: Monitor,
+                                                          registry: CollectorRegistry) -> None:
+    objects = perception_objects()
+    car = objects.objects[0].model_copy(update={"ttc_s": 1.0})
+    slow = objects.model_copy(update={"objects": [car],
+                                      "stamp_ns": objects.source.stamp_ns + 400 * MS})
+    found = monitor.observe(record("perception.objects", slow.encode(), key="ego/front"), ns(0.0))
+    assert sorted(types(found)) == [COLLISION_RISK, LATENCY_BUDGET_EXCEEDED, TOPIC_ALIVE]
+    latency = next(f for f in found if f.type == LATENCY_BUDGET_EXCEEDED)
+    assert latency.refs.frame_seq == objects.source.seq
+    assert latency.details["latency_ms"] == pytest.approx(400.0)
+    assert registry.get_sample_value("roadstream_monitor_stage_latency_seconds_count",
+                                     {"stage": "perception"}) == 1.0
+    assert registry.get_sample_value("roadstream_monitor_latency_budget_exceeded_total",
+                                     {"stage": "perception"}) == 1.0
+
+
+def test_safety_events_are_counted_not_reacted_to(monitor: Monitor,
+                                                  registry: CollectorRegistry) -> None:
+    assert monitor.observe(record("safety.events", safety_event().encode()), ns(0.0)) == []
+    assert registry.get_sample_value("roadstream_monitor_safety_events_seen_total",
+                                     {"type": "dlq", "severity": "warning"}) == 1.0
+
+
+def test_tick_sets_key_gauges(monitor: Monitor, registry: CollectorRegistry) -> None:
+    monitor.observe(record("vehicle.state", b"{}", key="a"), ns(0.0))
+    monitor.observe(record("vehicle.state", b"{}", key="b", offset=1), ns(0.0))
+    monitor.tick(ns(0.1))
+    assert registry.get_sample_value("roadstream_monitor_keys",
+                                     {"topic": "vehicle.state", "state": "alive"}) == 2.0
+
+
+def test_arrival_clock_ignores_record_timestamps() -> None:
+    monitor = Monitor(MonitorSettings(clock="arrival"))
+    old = record("vehicle.state", b"{}", at_s=-100.0)  # a 100 s old record
+    assert types(monitor.observe(old, ns(0.0))) == [TOPIC_ALIVE]
+    record_clock = Monitor(MonitorSettings())
+    assert record_clock.observe(old, ns(0.0)) == []  # stale on arrival: never alive
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROADSTREAM_MONITOR_TTC_WARNING_S", "4")
+    monkeypatch.setenv("ROADSTREAM_MONITOR_LATENCY_BUDGETS_MS", '{"perception": 120}')
+    options = load_monitor_settings()
+    assert options.ttc_warning_s == 4.0
+    assert options.latency_budgets_ms == {"perception": 120.0}
+
+
+@pytest.mark.parametrize(("env", "value", "message"), [
+    ("TTC_CRITICAL_S", "5", "ttc_critical_s must be below ttc_warning_s"),
+    ("CRITICAL_TOPICS", '["camera.frame"]', "unknown topic"),
+    ("DRIFT_REFERENCE", "/nonexistent/ref.json", "does not exist"),
+    ("FREQUENCY_MIN_RATIO", "0", "ROADSTREAM_MONITOR_FREQUENCY_MIN_RATIO"),
+])
+def test_invalid_settings_are_one_line(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
+                                       message: str) -> None:
+    monkeypatch.setenv(f"ROADSTREAM_MONITOR_{env}", value)
+    with pytest.raises(SettingsError, match=message):
+        load_monitor_settings()
