@@ -49,8 +49,8 @@ SERVICES: dict[str, ServiceEntry] = {e.name: e for e in (
     ServiceEntry("perception", "camera.frames → detection, tracking, ranging → "
                  "perception.objects", "services.perception.service:build"),
     ServiceEntry("planning", "perception.objects + vehicle.state → planning.trajectory and, "
-                 "through the command gate, vehicle.control", None,
-                 "the planning and control issue"),
+                 "through the command gate, signed vehicle.control",
+                 "services.planning.service:build"),
     ServiceEntry("monitor", "watch every topic; publish safety.events",
                  "services.monitor.service:build"),
     ServiceEntry("audit", "safety.events → hash-chained SQLite/PostgreSQL audit trail",

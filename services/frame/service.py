@@ -253,6 +253,20 @@ class ServiceFrame:
         log.info("%s: serving (metrics and health on %s:%d)", self.name,
                  self.settings.metrics_host, self.ops.port)
 
+    async def wait_assigned(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every subscriber's consumer has joined its group and holds partitions.
+
+        A consumer group takes seconds to form; callers that must not miss the first messages
+        (tests, the main job) wait for it. Returns False when the timeout passes.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            consumers = [getattr(sub, "consumer", None) for sub in self.broker.subscribers]
+            if all(c is not None and c.assignment() for c in consumers):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def stop(self) -> None:
         """Drain in-flight handlers, commit, and close (graceful shutdown)."""
         self._stopping = True

@@ -1,0 +1,1 @@
+"""The planning service: perception.objects + vehicle.state → plan → gate → signed vehicle.control."""

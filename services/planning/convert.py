@@ -1,0 +1,77 @@
+"""Pure conversions between the wire contract and the planner's types."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from planning.types import EgoState, ObjectClass, Obstacle, Trajectory
+from services.messages import (
+    DetectedObject,
+    PerceptionObjects,
+    TrajectoryPoint,
+    VehicleState,
+)
+
+CLASS_IDS = {"car": ObjectClass.CAR, "truck": ObjectClass.TRUCK,
+             "pedestrian": ObjectClass.PEDESTRIAN, "cyclist": ObjectClass.CYCLIST}
+IN_PATH_HALF_WIDTH_M = 1.8  # an object this close to the ego's centre line is "in path" [m]
+
+
+def ego_state(state: VehicleState) -> EgoState:
+    """The planner's ego from `vehicle.state` (a single 3.5 m lane when not localised)."""
+    lane = state.lane
+    if lane is None:
+        return EgoState(speed_mps=state.speed_mps, accel_mps2=state.accel_mps2,
+                        steer_rad=state.steer_rad, yaw_rate_radps=state.yaw_rate_radps)
+    return EgoState(speed_mps=state.speed_mps, accel_mps2=state.accel_mps2,
+                    steer_rad=state.steer_rad, yaw_rate_radps=state.yaw_rate_radps,
+                    lateral_offset_m=lane.lateral_offset_m, heading_rel_rad=lane.heading_rel_rad,
+                    lane_index=lane.lane_index, n_lanes=lane.n_lanes,
+                    lane_width_m=lane.lane_width_m, speed_limit_mps=lane.speed_limit_mps,
+                    road_curvature_1pm=lane.road_curvature_1pm)
+
+
+def obstacle(obj: DetectedObject, ego_speed_mps: float) -> Obstacle | None:
+    """An obstacle over the ground in ego axes, or None when the object was not ranged."""
+    if obj.position_m is None:
+        return None
+    vx = vy = 0.0
+    if obj.velocity_mps is not None:
+        # perception reports velocity relative to the ego; the planner wants it over ground
+        vx, vy = obj.velocity_mps.x + ego_speed_mps, obj.velocity_mps.y
+    return Obstacle(x_m=obj.position_m.x, y_m=obj.position_m.y, vx_mps=vx, vy_mps=vy,
+                    object_class=CLASS_IDS.get(str(obj.object_class), ObjectClass.CAR),
+                    track_id=obj.track_id)
+
+
+def obstacles(results: list[PerceptionObjects], ego_speed_mps: float) -> list[Obstacle]:
+    """Obstacles from the latest result of each camera."""
+    out = []
+    for result in results:
+        for obj in result.objects:
+            o = obstacle(obj, ego_speed_mps)
+            if o is not None:
+                out.append(o)
+    return out
+
+
+def closest_in_path_m(obstacles_: list[Obstacle]) -> float | None:
+    """Distance to the nearest obstacle ahead in the ego's path [m], if any."""
+    ahead = [o.x_m for o in obstacles_ if o.x_m > 0 and abs(o.y_m) < IN_PATH_HALF_WIDTH_M]
+    return min(ahead) if ahead else None
+
+
+def trajectory_points(traj: Trajectory, step: int = 5) -> list[TrajectoryPoint]:
+    """Every `step`-th sample of a trajectory (and the last) for `planning.trajectory`."""
+    idx = list(range(0, len(traj), step))
+    if idx and idx[-1] != len(traj) - 1:
+        idx.append(len(traj) - 1)
+    return [TrajectoryPoint(t_s=float(traj.t_s[i]), x_m=float(traj.x_m[i]),
+                            y_m=float(traj.y_m[i]), v_mps=float(traj.v_mps[i])) for i in idx]
+
+
+def pose_on_plan(traj: Trajectory, elapsed_s: float) -> tuple[float, float, float]:
+    """Where the ego should be on a held plan after `elapsed_s` (x, y, yaw in the plan frame)."""
+    t = min(max(elapsed_s, 0.0), float(traj.t_s[-1]))
+    return (float(np.interp(t, traj.t_s, traj.x_m)), float(np.interp(t, traj.t_s, traj.y_m)),
+            float(np.interp(t, traj.t_s, traj.yaw_rad)))

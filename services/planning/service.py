@@ -1,0 +1,236 @@
+"""`roadstream serve planning`: plan on every perception result, gate, sign and publish controls.
+
+Per vehicle it keeps the latest vehicle state and the latest objects of each camera. A result
+of the primary camera triggers a plan (published on `planning.trajectory`) and a controller
+command, which goes through the command gate (limits, stale inputs → minimal-risk stop) and
+is published signed on `vehicle.control`:
+
+- wall clock (default): the gate ticks at the control rate (20 Hz); between plans the
+  controller tracks the last plan while it is fresh;
+- source clock (lockstep runs): one command per primary-camera frame, timed by the input
+  stamps, so a replay gives the same commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from prometheus_client import Counter
+
+from planning.controller import TrajectoryController
+from planning.gate import Gate, GateConfig, GateOutput
+from planning.planner import Planner
+from planning.types import PlanResult
+from services.control.settings import ControlSettings
+from services.control.signing import sign
+from services.frame.delivery import Record
+from services.frame.events import safety_event
+from services.frame.service import ServiceFrame
+from services.messages import (
+    PERCEPTION_OBJECTS,
+    PLANNING_TRAJECTORY,
+    VEHICLE_CONTROL,
+    VEHICLE_STATE,
+    ControlMode,
+    EventRefs,
+    FrameRef,
+    PerceptionObjects,
+    PlanningTrajectory,
+    Severity,
+    VehicleControl,
+    VehicleState,
+)
+from services.planning import convert
+from services.planning.settings import PlanningSettings
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_STATES = 64  # recent states kept per vehicle to match frames by stamp
+
+
+@dataclass
+class VehicleContext:
+    """Everything the service keeps for one vehicle."""
+
+    vehicle_id: str
+    gate: Gate
+    controller: TrajectoryController
+    run_id: str = ""
+    seq: int = 0
+    latest_state: VehicleState | None = None
+    states: OrderedDict[int, VehicleState] = field(default_factory=OrderedDict)
+    objects: dict[str, PerceptionObjects] = field(default_factory=dict)
+    pending: PerceptionObjects | None = None
+    plan: PlanResult | None = None
+    plan_stamp_ns: int = 0
+    source: FrameRef | None = None
+    traceparent: str = ""
+
+
+class PlanningService:
+    """Planner, controller and gate wired to the topics."""
+
+    def __init__(self, frame: ServiceFrame, settings: Settings, options: PlanningSettings,
+                 control: ControlSettings) -> None:
+        self.frame = frame
+        self.options = options
+        self.control = control
+        self.key = control.hmac_key.get_secret_value().encode()
+        device = "cuda" if settings.device == "cuda" or (
+            settings.device == "auto" and torch.cuda.is_available()) else "cpu"
+        self.planner = Planner(device=device)
+        self.period_s = 1.0 / control.rate_hz
+        k = options.timeout_periods
+        perception_ns = round(k * (PERCEPTION_OBJECTS.period_s or 0.05) * 1e9)
+        self.gate_config = GateConfig(
+            perception_timeout_ns=perception_ns,
+            vehicle_state_timeout_ns=round(k * (VEHICLE_STATE.period_s or 0.05) * 1e9),
+            command_timeout_ns=perception_ns)
+        self.vehicles: dict[str, VehicleContext] = {}
+        self.clamps = Counter("roadstream_gate_clamps_total", "Commands clamped by the gate",
+                              ["field"], registry=frame.registry)
+        self.commands = Counter("roadstream_control_commands_total", "Commands published",
+                                ["mode"], registry=frame.registry)
+        self.plan_seconds = frame.metrics.handler_seconds
+
+    def vehicle(self, vehicle_id: str) -> VehicleContext:
+        """The context of a vehicle (created on its first message)."""
+        ctx = self.vehicles.get(vehicle_id)
+        if ctx is None:
+            ctx = VehicleContext(vehicle_id, Gate(self.gate_config), TrajectoryController())
+            self.vehicles[vehicle_id] = ctx
+        return ctx
+
+    def now_ns(self, stamp_ns: int) -> int:
+        """The gate's clock: the wall clock, or the inputs' stamps in source mode."""
+        return stamp_ns if self.options.clock == "source" else time.time_ns()
+
+    async def on_state(self, record: Record) -> None:
+        """Keep the vehicle's state; in source mode it may complete a waiting frame."""
+        state = VehicleState.decode(record.value, source=f"{record.topic}@{record.offset}")
+        ctx = self.vehicle(state.vehicle_id)
+        ctx.run_id = state.run_id or ctx.run_id
+        ctx.latest_state = state
+        ctx.states[state.stamp_ns] = state
+        while len(ctx.states) > MAX_STATES:
+            ctx.states.popitem(last=False)
+        ctx.gate.on_vehicle_state(state.stamp_ns, state.speed_mps)
+        if ctx.pending is not None and ctx.pending.source.stamp_ns in ctx.states:
+            result, ctx.pending = ctx.pending, None
+            await self.plan(ctx, result, ctx.states[result.source.stamp_ns])
+
+    async def on_objects(self, record: Record) -> None:
+        """Keep a camera's objects; the primary camera's trigger a plan."""
+        result = PerceptionObjects.decode(record.value, source=f"{record.topic}@{record.offset}")
+        ctx = self.vehicle(result.vehicle_id)
+        ctx.run_id = result.run_id or ctx.run_id
+        ctx.objects[result.camera_id] = result
+        traceparent = record.header("traceparent")
+        if result.camera_id != self.options.primary_camera:
+            return
+        ctx.traceparent = traceparent or ""
+        if self.options.clock == "source":
+            if ctx.pending is not None and ctx.latest_state is not None:
+                # its state never came: plan it with the latest rather than never
+                older, ctx.pending = ctx.pending, None
+                await self.plan(ctx, older, ctx.latest_state)
+            state = ctx.states.get(result.source.stamp_ns)
+            if state is None:
+                ctx.pending = result
+                return
+        else:
+            state = ctx.latest_state
+            if state is None:
+                return
+        await self.plan(ctx, result, state)
+
+    async def plan(self, ctx: VehicleContext, result: PerceptionObjects,
+                   state: VehicleState) -> None:
+        """Plan, control, publish the trajectory; in source mode also tick and publish."""
+        ego = convert.ego_state(state)
+        obstacles = convert.obstacles(list(ctx.objects.values()), state.speed_mps)
+        source_stamp = result.source.stamp_ns
+        ctx.gate.on_perception(source_stamp, convert.closest_in_path_m(obstacles))
+        plan = self.planner.plan(ego, obstacles)
+        command = ctx.controller.step(plan.trajectory, speed_mps=state.speed_mps,
+                                      dt_s=self.period_s)
+        stamp = self.now_ns(source_stamp)
+        ctx.plan, ctx.plan_stamp_ns, ctx.source = plan, stamp, result.source
+        ctx.gate.on_command(command, stamp)
+        headers = {"traceparent": ctx.traceparent} if ctx.traceparent else None
+        await self.frame.publish(PLANNING_TRAJECTORY, PlanningTrajectory(
+            vehicle_id=ctx.vehicle_id, stamp_ns=stamp,
+            points=convert.trajectory_points(plan.trajectory), behaviour=str(plan.behaviour),
+            costs={k: round(float(v), 4) for k, v in plan.cost_terms.items()},
+            perception_stamp_ns=result.stamp_ns, state_stamp_ns=state.stamp_ns,
+            run_id=ctx.run_id), key=ctx.vehicle_id, headers=headers)
+        if self.options.clock == "source":
+            await self.publish_control(ctx, ctx.gate.tick(stamp), stamp)
+
+    async def tick(self, ctx: VehicleContext) -> None:
+        """A wall-clock control tick: track the held plan, gate it, publish."""
+        now = time.time_ns()
+        if ctx.plan is not None and ctx.latest_state is not None:
+            x, y, yaw = convert.pose_on_plan(ctx.plan.trajectory, (now - ctx.plan_stamp_ns) / 1e9)
+            command = ctx.controller.step(ctx.plan.trajectory, speed_mps=ctx.latest_state.speed_mps,
+                                          dt_s=self.period_s, x_m=x, y_m=y, yaw_rad=yaw)
+            ctx.gate.on_command(command, ctx.plan_stamp_ns)
+        await self.publish_control(ctx, ctx.gate.tick(now), now)
+
+    async def publish_control(self, ctx: VehicleContext, out: GateOutput, stamp_ns: int) -> None:
+        """Sign and publish the gate's command; its events go to safety.events."""
+        ctx.seq += 1
+        cmd = out.command
+        control = VehicleControl(
+            vehicle_id=ctx.vehicle_id, stamp_ns=stamp_ns, seq=ctx.seq,
+            valid_until_ns=stamp_ns + round(self.control.valid_for_ms * 1e6),
+            steering_tire_angle_rad=cmd.steering_tire_angle_rad,
+            steering_tire_rotation_rate_radps=cmd.steering_tire_rotation_rate_radps,
+            target_speed_mps=max(0.0, cmd.target_speed_mps), accel_mps2=cmd.accel_mps2,
+            jerk_mps3=cmd.jerk_mps3, mode=ControlMode(str(out.mode)), source=ctx.source,
+            run_id=ctx.run_id)
+        value = control.encode()
+        headers = sign(self.key, self.control.key_id, ctx.seq, value)
+        if ctx.traceparent:
+            headers["traceparent"] = ctx.traceparent
+        headers["content-type"] = "application/json"
+        await self.frame.publish(VEHICLE_CONTROL, value, key=ctx.vehicle_id, headers=headers)
+        self.commands.labels(control.mode.value).inc()
+        for name in out.clamped:
+            self.clamps.labels(name).inc()
+        for event in out.events:
+            await self.frame.emit(safety_event(
+                source="gate", type_=event.type, severity=Severity(event.severity),
+                vehicle_id=ctx.vehicle_id, details=dict(event.details),
+                refs=EventRefs(command_seq=ctx.seq,
+                               frame_seq=ctx.source.seq if ctx.source else None),
+                run_id=ctx.run_id))
+
+    async def control_loop(self, stop: asyncio.Event) -> None:
+        """Wall clock: tick every vehicle's gate at the control rate."""
+        next_t = time.monotonic()
+        while not stop.is_set():
+            for ctx in list(self.vehicles.values()):
+                await self.tick(ctx)
+            next_t += self.period_s
+            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+
+def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | None = None,
+          control: ControlSettings | None = None, **frame_kwargs: Any) -> ServiceFrame:
+    """The planning service (planner, controller, gate, signer)."""
+    options = options or PlanningSettings()
+    frame = ServiceFrame("planning", settings, bootstrap, **frame_kwargs)
+    service = PlanningService(frame, settings, options, control or ControlSettings())
+    frame.consume(VEHICLE_STATE)(service.on_state)
+    frame.consume(PERCEPTION_OBJECTS)(service.on_objects)
+    if options.clock == "wall":
+        frame.background(service.control_loop)
+    frame.planning = service  # type: ignore[attr-defined]
+    return frame

@@ -1,0 +1,22 @@
+"""Settings of the planning service and its command gate (`ROADSTREAM_PLANNING_*`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PlanningSettings(BaseSettings):
+    """Planning rate, clock and input matching."""
+
+    model_config = SettingsConfigDict(env_prefix="ROADSTREAM_PLANNING_", extra="forbid")
+
+    clock: Literal["wall", "source"] = Field(
+        default="wall", description="wall: commands at a fixed rate by the wall clock; source: "
+        "one command per perception result, timed by the inputs' stamps (lockstep replay).")
+    primary_camera: str = Field(default="front", description="Camera whose frames trigger plans.")
+    timeout_periods: float = Field(default=4.0, ge=1.0, le=50.0,
+                                   description="An input is stale after this many expected "
+                                   "periods (registry rate) [-].")
