@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from perception.classes import ModelLoadError
 from services.broker.clients import BrokerUnavailableError
 from services.broker.embedded import EmbeddedBrokerError
 from services.catalog import ServiceNotAvailableError
@@ -23,7 +24,7 @@ T = TypeVar("T")
 #: Errors a user can fix: printed as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     SettingsError, BrokerUnavailableError, EmbeddedBrokerError, ServiceNotAvailableError,
-    MessageError, FileNotFoundError, ScenarioError,
+    MessageError, FileNotFoundError, ScenarioError, ModelLoadError,
 )
 
 

@@ -1,111 +1,99 @@
-"""`roadstream run`: the main job.
-
-Today it runs what exists: the embedded broker (unless one is configured), then each chosen
-scenario streamed through it by the simulator, and reads the frames back from Kafka to prove
-the stream. Perception, planning, the command gate, the monitor and the report are not built
-yet; the command says so instead of pretending to drive in closed loop.
-"""
+"""`roadstream run`: the main job — every service plus the simulator in closed loop."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 import uuid
 from typing import Any
 
-import cv2
-import numpy as np
-from aiokafka import AIOKafkaConsumer
+from rich.console import Console
+from rich.table import Table
 
-from services.broker.clients import client_kwargs, consumer_kwargs
 from services.broker.embedded import kafka
-from services.cli.common import emit, run_async, settings_from, write_json
-from services.cli.sim import add_stream_options, format_vehicle, sim_options, stream
-from services.messages import CAMERA_FRAMES, FrameMeta
-from services.settings import Settings
-from simulators.library import DEFAULT_SCENARIO, load_scenario
-
-NOT_YET = ("perception (detector, tracking, ranging)", "planning and the command gate",
-           "closed-loop driving from vehicle.control", "safety monitor, audit trail and report")
+from services.cli.common import CommandError, emit, run_async, settings_from, write_json
+from services.cli.progress import ScenarioProgress, progress_bar
+from services.mainjob import run_main_job
+from services.perception.settings import PerceptionSettings
+from simulators.library import load_scenario, scenario_names
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `run`."""
     p = sub.add_parser(
-        "run", help="main job: embedded broker + simulator (+ services as they land)",
+        "run", help="main job: broker + every service + simulator in closed loop, scorecard",
         description="The main job. Starts the embedded broker unless ROADSTREAM_BOOTSTRAP_SERVERS "
-                    "is set, streams each scenario through Kafka, reads the frames back, and "
-                    "writes runs/<id>/summary.json. Not built yet: " + "; ".join(NOT_YET) + ".")
+                    "is set, then perception, planning with the command gate, the safety "
+                    "monitor and the audit trail, and drives each scenario in closed loop "
+                    "through Kafka (simulator → perception → planning → gate → simulator). "
+                    "Prints a scorecard and writes runs/<id>/summary.json, recording.mcap and "
+                    "audit.db.")
     p.add_argument("--scenarios", nargs="+", default=None, metavar="NAME",
-                   help=f"scenario names or files (default: {DEFAULT_SCENARIO})")
-    add_stream_options(p)
+                   help="scenario names or files (default: the whole library)")
+    p.add_argument("--clock", choices=["lockstep", "realtime"], default="lockstep",
+                   help="lockstep (default, deterministic) or realtime")
+    p.add_argument("--speed", type=float, default=1.0, help="realtime speed factor (1.0)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="cut each scenario to S seconds (smoke runs)")
+    p.add_argument("--no-record", action="store_true", help="do not write recording.mcap")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
-
-
-async def read_back(settings: Settings, bootstrap: str, run_id: str, expected: int,
-                    timeout_s: float = 20.0) -> dict[str, int]:
-    """Consume this run's camera frames from Kafka and decode each image."""
-    consumer = AIOKafkaConsumer(CAMERA_FRAMES.name, group_id=None,
-                                **client_kwargs(settings, bootstrap, "run-check"),
-                                **{k: v for k, v in consumer_kwargs(settings).items()
-                                   if k in {"auto_offset_reset", "fetch_max_bytes",
-                                            "max_partition_fetch_bytes"}})
-    await consumer.start()
-    stats = {"received": 0, "decoded": 0}
-    deadline = time.monotonic() + timeout_s
-    try:
-        while stats["received"] < expected and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                for r in records:
-                    meta = FrameMeta.from_headers(r.headers)
-                    if meta.run_id != run_id:
-                        continue
-                    stats["received"] += 1
-                    img = cv2.imdecode(np.frombuffer(r.value, np.uint8), cv2.IMREAD_COLOR)
-                    if img is not None and img.shape[:2] == (meta.height, meta.width):
-                        stats["decoded"] += 1
-    finally:
-        await consumer.stop()
-    return stats
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the main job over the chosen scenarios."""
     settings = settings_from(args)
-    names = args.scenarios or [DEFAULT_SCENARIO]
+    names = args.scenarios or scenario_names()
     for name in names:
         load_scenario(name)  # fail fast on a bad name or file
+    weights = PerceptionSettings().weights
+    if not weights.is_file():
+        raise CommandError(f"no detector weights at {weights}; train them with `roadstream train` "
+                           "or set ROADSTREAM_PERCEPTION_WEIGHTS")
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     out_dir = settings.runs_dir / run_id
 
-    async def go() -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
+    async def go() -> dict[str, Any]:
         async with kafka(settings) as bootstrap:
-            for name in names:
-                options = sim_options(args, scenario=name, loop="open")
-                scenario_run = f"{run_id}-{len(results)}"
-                result = await stream(settings, bootstrap, options, scenario_run)
-                sent = sum(v["frames"] for v in result["vehicles"])
-                result["kafka"] = {"frames_sent": sent,
-                                   **await read_back(settings, bootstrap, scenario_run, sent)}
-                results.append(result)
-                await asyncio.sleep(0)
-        return results
+            with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}") as bar:
+                return await run_main_job(settings, bootstrap, scenarios=names, clock=args.clock,
+                                          speed=args.speed, run_id=run_id, out_dir=out_dir,
+                                          duration_s=args.duration,
+                                          record=not args.no_record,
+                                          progress=ScenarioProgress(bar))
 
-    results = run_async(go())
-    summary = {"run_id": run_id, "scenarios": results, "not_yet": list(NOT_YET),
-               "closed_loop": False}
+    summary = run_async(go())
     write_json(out_dir / "summary.json", summary)
-    lines = [f"run {run_id}: {len(results)} scenario(s) streamed through Kafka (open loop)"]
-    for r in results:
-        k = r["kafka"]
-        lines.append(f"{r['scenario']}: {k['frames_sent']} frames sent, {k['received']} read "
-                     f"back from camera.frames, {k['decoded']} decoded")
-        lines += [format_vehicle(v) for v in r["vehicles"]]
-    lines.append(f"written: {out_dir / 'summary.json'}")
-    lines.append("not built yet (so the ego drives its script, blind): " + "; ".join(NOT_YET))
-    emit(summary, as_json=args.json, text="\n".join(lines))
-    ok = all(r["kafka"]["decoded"] == r["kafka"]["frames_sent"] for r in results)
-    return 0 if ok else 1
+    if args.json:
+        emit(summary, as_json=True, text="")
+    else:
+        print_scorecard(summary)
+        emit(summary, as_json=False, text=f"written: {out_dir}/ (summary.json"
+             + (", recording.mcap" if not args.no_record else "") + ", audit.db)")
+    return 0
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_scorecard(summary: dict[str, Any]) -> None:
+    """The scorecard as a table on stdout."""
+    table = Table(title=f"run {summary['run_id']} ({summary['clock']})")
+    for col in ("scenario", "collision", "impact m/s", "min TTC s", "min dist m", "progress",
+                "max decel", "max jerk", "lat dev m", "e2e p50/p99 ms", "score"):
+        table.add_column(col, justify="left" if col == "scenario" else "right")
+    for r in summary["scenarios"]:
+        lat = r["latency_ms"]
+        table.add_row(r["name"], "YES" if r["collision"] else "no",
+                      _fmt(r["impact_speed_mps"] if r["collision"] else None, ".1f"),
+                      _fmt(r["min_ttc_s"], ".2f"), _fmt(r["min_distance_m"], ".1f"),
+                      f"{r['progress']:.0%}", _fmt(r["max_decel_mps2"], ".1f"),
+                      _fmt(r["max_jerk_mps3"], ".1f"), _fmt(r["max_lateral_deviation_m"], ".2f"),
+                      f"{_fmt(lat['p50'], '.0f')}/{_fmt(lat['p99'], '.0f')}",
+                      f"{r['score']:.0f}")
+    t = summary["totals"]
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    console.print(f"{t['scenarios']} scenarios, {t['collisions']} collisions, "
+                    f"mean driving score {t['mean_score']}")

@@ -111,8 +111,16 @@ class ServiceFrame:
 
     @property
     def group_id(self) -> str:
-        """The consumer group of this service: one per service name."""
+        """The prefix of this service's consumer groups: `<group prefix>.<service>`."""
         return f"{self.settings.group_prefix}.{self.name}"
+
+    def topic_group(self, spec: TopicSpec) -> str:
+        """The consumer group of one subscription: `<group prefix>.<service>.<topic>`.
+
+        One group per topic: a group whose members subscribe to different topics rebalances
+        whenever any of them joins, which stalls every topic of the service.
+        """
+        return f"{self.group_id}.{spec.name}"
 
     def health(self) -> dict[str, object]:
         """The `/healthz` document."""
@@ -140,7 +148,7 @@ class ServiceFrame:
                 with self.metrics.handler_seconds.labels(self.name, spec.name).time():
                     await self.handle_guarded(spec, handler, record)
 
-            self.broker.subscriber(spec.name, group_id=group_id or self.group_id,
+            self.broker.subscriber(spec.name, group_id=group_id or self.topic_group(spec),
                                    ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
             return handler
 
@@ -178,7 +186,7 @@ class ServiceFrame:
                             await self.dead_letter(spec, record, error)
                 self.metrics.handled.labels(self.name, spec.name).inc(len(records))
 
-            self.broker.subscriber(spec.name, group_id=group_id or self.group_id, batch=True,
+            self.broker.subscriber(spec.name, group_id=group_id or self.topic_group(spec), batch=True,
                                    max_records=max_records,
                                    batch_timeout_ms=max(1, round(max_wait_ms)),
                                    ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)

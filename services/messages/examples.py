@@ -8,11 +8,11 @@ from services.messages.frames import FrameMeta
 from services.messages.payloads import (
     Calibration,
     ControlMode,
-    LaneContext,
     DetectedObject,
     EventRefs,
     FrameRef,
     GroundTruth,
+    LaneContext,
     ObjectClass,
     PerceptionObjects,
     PlanningTrajectory,

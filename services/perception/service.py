@@ -75,6 +75,9 @@ class PerceptionService:
         self.frames_done = Counter("roadstream_frames_processed_total", "Frames processed",
                                    registry=registry)
         self.batch_sizes: list[int] = []
+        self.dropped_total = 0
+        # The first inference builds kernels and buffers: pay it before the first frame.
+        detector.detect([np.zeros((360, 640, 3), np.uint8)])
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
         """The tracker of a vehicle/camera stream (created on its first frame)."""
@@ -98,7 +101,8 @@ class PerceptionService:
                 await self.frame.dead_letter(CAMERA_FRAMES, record, exc)
                 continue
             age_ms = (arrived_ns - meta.capture_ns) * MS
-            if age_ms > self.options.latency_budget_ms:
+            budget = self.options.latency_budget_ms
+            if budget is not None and age_ms > budget:
                 await self.drop(record, meta, age_ms)
                 continue
             frames.append((record, meta, image, (time.perf_counter_ns() - t0) * MS))
@@ -132,6 +136,7 @@ class PerceptionService:
     async def drop(self, record: Record, meta: FrameMeta, age_ms: float) -> None:
         """Drop a frame over the latency budget on purpose: count it and raise an event."""
         self.dropped.labels(meta.camera_id, "stale").inc()
+        self.dropped_total += 1
         await self.frame.emit(safety_event(
             source="perception", type_="frame_dropped", severity=Severity.WARNING,
             vehicle_id=meta.vehicle_id,

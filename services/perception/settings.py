@@ -23,8 +23,9 @@ class PerceptionSettings(BaseSettings):
     max_batch_size: int = Field(default=4, ge=1, le=64, description="Frames per model batch.")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000,
                                description="Longest poll for a batch when none is waiting [ms].")
-    latency_budget_ms: float = Field(default=500.0, gt=0,
-                                     description="Frames older than this are dropped [ms].")
+    latency_budget_ms: float | None = Field(
+        default=500.0, gt=0, description="Frames older than this (wall clock) are dropped [ms]; "
+        "None turns dropping off (lockstep replays, whose stamps are simulation time).")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
     max_pixels: int = Field(default=4096 * 4096, ge=64 * 64,
                             description="Decoded images above this are rejected.")

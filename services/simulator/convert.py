@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from services.messages import (
     Calibration,
     FrameMeta,
-    LaneContext,
     GroundTruth,
+    LaneContext,
     Pose2D,
     TrueObject,
     Vec2,

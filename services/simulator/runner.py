@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str, float], None]
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (nearest rank on the sorted values)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
 @dataclass
 class VehicleRun:
     """One simulated ego vehicle of a run."""
@@ -51,13 +57,26 @@ class VehicleRun:
     latest: VehicleControl | None = None
     frame_hash: Any = field(default_factory=hashlib.sha256)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    captured_at: dict[int, float] = field(default_factory=dict)  # seq → monotonic [s]
+    latencies_ms: list[float] = field(default_factory=list)  # frame capture → its control
+    modes: dict[str, int] = field(default_factory=dict)
+
+    def latency(self) -> dict[str, float | None]:
+        """End-to-end latency percentiles [ms]: frame capture to its first control received."""
+        if not self.latencies_ms:
+            return {"p50": None, "p99": None, "n": 0}
+        return {"p50": round(percentile(self.latencies_ms, 50), 2),
+                "p99": round(percentile(self.latencies_ms, 99), 2), "n": len(self.latencies_ms)}
 
     def summary(self) -> dict[str, Any]:
         """Metrics of this vehicle's run."""
         return {"vehicle_id": self.vehicle_id, "frames": self.frames,
                 "control_timeouts": self.control_timeouts,
                 "controls_applied": self.controls_applied,
-                "frame_hash": self.frame_hash.hexdigest(), **self.world.metrics.summary()}
+                "frame_hash": self.frame_hash.hexdigest(), "latency_ms": self.latency(),
+                "control_modes": dict(self.modes),
+                "collision_class": self.world.collisions[0].actor_class
+                if self.world.collisions else None, **self.world.metrics.summary()}
 
 
 class ScenarioStreamer:
@@ -92,6 +111,10 @@ class ScenarioStreamer:
         run = self.vehicles.get(control.vehicle_id)
         if run is None or control.run_id != self.run_id:
             return
+        if control.source is not None:
+            captured = run.captured_at.pop(control.source.seq, None)
+            if captured is not None:
+                run.latencies_ms.append((time.monotonic() - captured) * 1e3)
         if run.latest is None or control.seq > run.latest.seq:
             run.latest = control
             run.arrived.set()
@@ -115,12 +138,17 @@ class ScenarioStreamer:
             return None
         control = run.latest
         if control is None or (self.options.clock == "realtime" and control.valid_until_ns < stamp_ns):
+            run.modes["fallback"] = run.modes.get("fallback", 0) + 1
             return convert.FALLBACK_COMMAND
         run.controls_applied += 1
+        run.modes[control.mode.value] = run.modes.get(control.mode.value, 0) + 1
         return convert.control_command(control)
 
     async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> None:
         world, vid = run.world, run.vehicle_id
+        run.captured_at[seq] = time.monotonic()
+        while len(run.captured_at) > 1000:  # frames whose control never came
+            run.captured_at.pop(next(iter(run.captured_at)))
         sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
             world.ego_state(), world.road, vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
         for cam in self.cameras:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,26 +14,33 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def roadstream(*args: str, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def roadstream(*args: str, env: dict[str, str] | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ROADSTREAM_")}
+    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False,
+                          env={**clean, **(env or {})})
 
 
-def test_run_streams_the_scenario_through_kafka_and_writes_a_summary(tmp_path: Path) -> None:
-    env_runs = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-m", "services.cli.main", "run", "--duration", "1.5",
-                           "--speed", "5", "--json"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=240, check=False,
-                          env={**_env(), "ROADSTREAM_RUNS_DIR": str(env_runs)})
-    assert proc.returncode == 0, proc.stderr
+def test_run_drives_closed_loop_through_kafka_and_writes_the_run(tmp_path: Path) -> None:
+    proc = roadstream("run", "--scenarios", "ccrs_30kph", "free_cruise", "--duration", "3",
+                      "--json", env={"ROADSTREAM_RUNS_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
-    [scenario] = summary["scenarios"]
-    kafka = scenario["kafka"]
-    assert kafka["frames_sent"] > 0
-    assert kafka["received"] == kafka["decoded"] == kafka["frames_sent"]
-    assert summary["not_yet"]  # says plainly what is not there yet
-    written = json.loads((env_runs / summary["run_id"] / "summary.json").read_text())
-    assert written["run_id"] == summary["run_id"]
+    assert summary["closed_loop"] is True
+    rows = {r["name"]: r for r in summary["scenarios"]}
+    assert set(rows) == {"ccrs_30kph", "free_cruise"}
+    for row in rows.values():
+        assert row["frames"] > 0
+        assert row["control_timeouts"] == 0  # every frame got its control through Kafka
+        assert row["latency_ms"]["n"] > 0
+        for key in ("collision", "impact_speed_mps", "min_ttc_s", "progress", "score"):
+            assert key in row
+    run_dir = tmp_path / summary["run_id"]
+    assert json.loads((run_dir / "summary.json").read_text())["run_id"] == summary["run_id"]
+    assert (run_dir / "recording.mcap").stat().st_size > 0
+    verify = roadstream("audit", "verify", "--url", f"sqlite:///{run_dir / 'audit.db'}")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_scenarios_list_and_show() -> None:
@@ -50,9 +58,3 @@ def test_unknown_scenario_is_a_clear_error() -> None:
     assert proc.returncode == 2
     assert "no_such_scenario" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def _env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith("ROADSTREAM_")}

@@ -1,0 +1,141 @@
+"""`roadstream dataset`, `roadstream train` and `roadstream eval`: the detector's data and model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from services.cli.common import CommandError, emit, write_json
+from services.cli.progress import progress_bar
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `dataset`, `train` and `eval`."""
+    p = sub.add_parser(
+        "dataset", help="render labelled detection data (COCO JSON + JPEG)",
+        description="Render frames of the scenario library under random seeds, conditions, actor "
+                    "appearance and camera pose into DIR/{train,val,test}.json (COCO) and "
+                    "DIR/<split>/*.jpg. Splits use disjoint seed ranges (train 0…, val 1e6…, "
+                    "test 2e6…), so no held-out scene is seen in training.")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
+    p.add_argument("--images", type=int, default=2000, metavar="N", help="training images (2000)")
+    p.add_argument("--val", type=int, default=None, metavar="N",
+                   help="validation images (default N/10, at least 50)")
+    p.add_argument("--test", type=int, default=300, metavar="N", help="held-out images (300)")
+    p.add_argument("--size", default="640x360", metavar="WxH", help="image size (640x360)")
+    p.add_argument("--frames-per-scene", type=int, default=6, help="instants per scene (6)")
+    p.add_argument("--workers", type=int, default=2, help="render processes (2)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser(
+        "train", help="train the detector from scratch",
+        description="Train a detector as a YAML config says (configs/train_*.yaml): seeded, "
+                    "checkpointed (OUT/last.pt), resumable, CSV log (OUT/log.csv); best and "
+                    "final detector checkpoints in OUT/best.pt and OUT/final.pt.")
+    p.add_argument("--config", dest="train_config", type=Path, required=True, metavar="FILE",
+                   help="training config (YAML)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set steps=100 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "eval", help="COCO-style evaluation of detector weights on the held-out split",
+        description="mAP@0.5, mAP@[.5:.95], AP@0.5 per class and mAP@0.5 per condition on the "
+                    "held-out split (DIR/test.json, or test frames rendered on the spot).")
+    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="detector checkpoint (default: the shipped weights)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="dataset directory with test.json (default: render the held-out split)")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="held-out frames to render when no --data (300)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_dataset(args: argparse.Namespace) -> int:
+    """Render the dataset with a progress bar."""
+    from perception.dataset import build_dataset, parse_size
+
+    try:
+        size = parse_size(args.size)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    val = args.val if args.val is not None else max(50, args.images // 10)
+    images = {"train": args.images, "val": val, "test": args.test}
+    with progress_bar(f"rendering {sum(images.values())} frames") as bar:
+        task = bar.add_task("dataset", total=sum(images.values()))
+        summary = build_dataset(args.out, images=images, size=size, workers=args.workers,
+                                frames_per_scene=args.frames_per_scene,
+                                progress=lambda done, _total: bar.update(task, completed=done))
+    lines = [f"{name}: {s['images']} images, {s['scenes']} scenes, {s['annotations']} objects "
+             f"({s['ignored']} ignored) → {s['json']}" for name, s in summary["splits"].items()]
+    emit(summary, as_json=args.json, text="\n".join(lines))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train with a progress bar; prints where the checkpoints are."""
+    from pydantic import ValidationError
+
+    from perception.train_config import load_train_config
+    from perception.training import parse_overrides, train
+
+    try:
+        cfg = load_train_config(args.train_config, parse_overrides(args.overrides))
+    except (ValidationError, ValueError) as exc:
+        raise CommandError(f"bad training config {args.train_config}: {exc}") from exc
+    last: dict[str, Any] = {}
+    with progress_bar(f"training {cfg.arch} {cfg.image_size[0]}x{cfg.image_size[1]}") as bar:
+        task = bar.add_task("train", total=cfg.steps)
+
+        def show(step: int, _total: int, row: dict[str, Any]) -> None:
+            last.update(row)
+            bar.update(task, completed=step, description=f"train loss {row.get('loss', '')}")
+
+        result = train(cfg, resume=args.resume, progress=show)
+    out = {"step": result.step, "best_val_map50": result.best_map50,
+           "best": str(result.best_path) if result.best_path else None,
+           "final": str(result.final_path) if result.final_path else None,
+           "state": str(result.last_state), "log": str(Path(cfg.out_dir) / "log.csv"),
+           "elapsed_s": round(result.elapsed_s, 1), "stopped_early": result.stopped_early,
+           "last_row": last}
+    text = (f"trained {result.step} steps in {result.elapsed_s:.0f} s; best val mAP@0.5 "
+            f"{result.best_map50:.3f}\nbest: {out['best']}\nfinal: {out['final']}\n"
+            f"log: {out['log']}")
+    emit(out, as_json=args.json, text=text)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate weights on the held-out split."""
+    from perception.classes import ModelLoadError
+    from perception.eval_run import DEFAULT_HELDOUT_IMAGES, DEFAULT_WEIGHTS, evaluate_weights
+
+    weights = args.weights or DEFAULT_WEIGHTS
+    n = args.images or DEFAULT_HELDOUT_IMAGES
+    try:
+        with progress_bar("rendering the held-out split") as bar:
+            task = bar.add_task("held-out", total=n)
+            result = evaluate_weights(weights, args.data, images=n, device=args.device,
+                                      progress=lambda done, _t: bar.update(task, completed=done))
+    except ModelLoadError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.out is not None:
+        write_json(args.out, result)
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = [f"weights {weights} ({result['model']['model_version']}), {result['data']}",
+             f"mAP@0.5 {fmt(result['map50'])}   mAP@[.5:.95] {fmt(result['map50_95'])}",
+             "per class:     " + "  ".join(f"{k} {fmt(v)}" for k, v in result["per_class"].items()),
+             "per condition: " + "  ".join(f"{k} {fmt(v)}"
+                                           for k, v in result["per_condition"].items())]
+    emit(result, as_json=args.json, text="\n".join(lines))
+    return 0
