@@ -1,0 +1,171 @@
+"""COCO-style evaluation of a detector on the held-out split, and the score reference for drift.
+
+``evaluate_weights`` loads a checkpoint, runs it on a held-out split (a COCO directory written
+by ``perception.dataset``, or — with no directory — ``DEFAULT_HELDOUT_IMAGES`` test frames
+rendered deterministically on the spot) and returns ``map50``, ``map50_95``, ``per_class`` and
+``per_condition`` (each mAP@0.5), with pycocotools through ``perception.evaluation``.
+Detections mostly (IoA ≥ 0.5) inside an ignore region (``iscrowd`` annotation: a barely
+visible or tiny object) are discarded before scoring, as COCO does for crowd regions.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from perception.architectures import build_from_spec
+from perception.checkpoint import load_checkpoint
+from perception.data_memory import MemoryDataset, load_split
+from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
+from perception.detections import Detections
+from perception.evaluation import GroundTruth, evaluate_detections
+
+DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ssdlite_sim.pt"
+DEFAULT_HELDOUT_IMAGES = 300
+IGNORE_IOA = 0.5
+REFERENCE_SCORE_THRESH = 0.3  # the service's default score threshold
+SCORE_BINS = np.round(np.arange(0.3, 1.0001, 0.05), 2)
+
+
+def predict(
+    model: nn.Module, data: MemoryDataset, *, device: torch.device, batch_size: int = 16
+) -> list[Detections]:
+    """Run ``model`` (eval mode) over ``data``; boxes come back in each source image's pixels."""
+    model.eval()
+    out: list[Detections] = []
+    h, w = data.images.shape[2:]
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            idx = range(start, min(start + batch_size, len(data)))
+            batch = [data.images[i].to(device).float().div_(255.0) for i in idx]
+            results = model(batch)
+            for i, res in zip(idx, results, strict=True):
+                sw, sh = data.source_size[i]
+                scale = np.array([sw / w, sh / h, sw / w, sh / h], dtype=np.float32)
+                boxes = res["boxes"].float().cpu().numpy() * scale
+                out.append(Detections.from_arrays(
+                    boxes, res["labels"].cpu().numpy(), res["scores"].float().cpu().numpy()))
+    return out
+
+
+def drop_ignored(det: Detections, ignore: np.ndarray, ioa: float = IGNORE_IOA) -> Detections:
+    """``det`` without the detections whose area lies ≥ ``ioa`` inside an ignore box."""
+    if len(det) == 0 or ignore.size == 0:
+        return det
+    b = det.boxes.astype(np.float64)
+    x1 = np.maximum(b[:, None, 0], ignore[None, :, 0])
+    y1 = np.maximum(b[:, None, 1], ignore[None, :, 1])
+    x2 = np.minimum(b[:, None, 2], ignore[None, :, 2])
+    y2 = np.minimum(b[:, None, 3], ignore[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
+    keep = (inter / area[:, None]).max(axis=1) < ioa
+    return Detections(det.boxes[keep], det.class_ids[keep], det.scores[keep])
+
+
+def detection_metrics(data: MemoryDataset, preds: list[Detections]) -> dict[str, Any]:
+    """The evaluation JSON: ``map50``, ``map50_95``, ``per_class``, ``per_condition`` (+ counts)."""
+    gts = {i: GroundTruth.from_arrays(data.source_boxes(i), data.labels[i].cpu().numpy())
+           for i in range(len(data))}
+    kept = {i: drop_ignored(p, data.ignore[i]) for i, p in enumerate(preds)}
+    conds = dict(enumerate(data.conditions))
+    m = evaluate_detections(gts, kept, conditions=conds)
+
+    def clean(v: float) -> float | None:
+        return None if np.isnan(v) else round(float(v), 4)
+
+    per_condition = {c: clean(m.per_condition[c].map50) if c in m.per_condition else None
+                     for c in CONDITIONS}
+    return {
+        "map50": clean(m.map50),
+        "map50_95": clean(m.map50_95),
+        "per_class": {k: clean(v) for k, v in m.per_class_ap50.items()},
+        "per_condition": per_condition,
+        "per_condition_map50_95": {c: clean(m.per_condition[c].map50_95)
+                                   for c in CONDITIONS if c in m.per_condition},
+        "num_images": m.num_images,
+        "num_ground_truth": m.num_ground_truth,
+        "num_predictions": m.num_predictions,
+    }
+
+
+def score_reference(preds: list[Detections], thresh: float = REFERENCE_SCORE_THRESH) -> dict[str, Any]:
+    """Distribution of detection scores ≥ ``thresh`` and of per-frame counts (drift reference)."""
+    scores = np.concatenate([p.scores[p.scores >= thresh] for p in preds]) if preds else np.zeros(0)
+    counts = np.array([int((p.scores >= thresh).sum()) for p in preds])
+    hist, _ = np.histogram(scores, bins=SCORE_BINS)
+    qs = [0.05, 0.25, 0.5, 0.75, 0.95]
+    max_count = int(counts.max()) if counts.size else 0
+    return {
+        "score_thresh": thresh,
+        "frames": len(preds),
+        "detections": int(scores.size),
+        "score_bins": [float(v) for v in SCORE_BINS],
+        "score_hist": [int(v) for v in hist],
+        "score_mean": round(float(scores.mean()), 4) if scores.size else None,
+        "score_quantiles": {str(q): round(float(np.quantile(scores, q)), 4) for q in qs}
+        if scores.size else {},
+        "count_mean": round(float(counts.mean()), 4) if counts.size else None,
+        "count_hist": [int(v) for v in np.bincount(counts, minlength=max_count + 1)],
+    }
+
+
+def load_model(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
+    """Our checkpoint as a raw model (its own low score floor, for mAP) + its recipe/metadata."""
+    ckpt = load_checkpoint(weights)
+    model = build_from_spec(ckpt.spec)
+    model.load_state_dict(ckpt.state_dict)
+    info = {"weights": str(weights), "model_version": ckpt.model_version,
+            "arch": ckpt.spec.arch, "image_size": list(ckpt.spec.image_size)}
+    return model.to(device).eval(), info
+
+
+def heldout_split(
+    data_dir: str | Path | None,
+    image_size: tuple[int, int],
+    *,
+    images: int = DEFAULT_HELDOUT_IMAGES,
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> MemoryDataset:
+    """``data_dir/test.json`` in memory, or ``images`` test frames rendered now (deterministic)."""
+    if data_dir is not None:
+        path = Path(data_dir)
+        json_path = path if path.suffix == ".json" else path / "test.json"
+        if not json_path.is_file():
+            raise FileNotFoundError(f"no held-out split at {json_path}")
+        return load_split(json_path, image_size)
+    with tempfile.TemporaryDirectory(prefix="roadstream-heldout-") as tmp:
+        build_dataset(tmp, images={"test": images}, size=NATIVE_SIZE, workers=workers,
+                      progress=progress)
+        return load_split(Path(tmp) / "test.json", image_size)
+
+
+def evaluate_weights(
+    weights: str | Path = DEFAULT_WEIGHTS,
+    data_dir: str | Path | None = None,
+    *,
+    images: int = DEFAULT_HELDOUT_IMAGES,
+    device: str = "cpu",
+    workers: int = 1,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on the held-out split; the dict also holds ``score_reference``."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, info = load_model(weights, dev)
+    h, w = info["image_size"]
+    data = heldout_split(data_dir, (int(h), int(w)),
+                         images=images, workers=workers, progress=progress)
+    preds = predict(model, data, device=dev)
+    result = detection_metrics(data, preds)
+    result["model"] = info
+    result["data"] = str(data_dir) if data_dir is not None else f"rendered test split ({images})"
+    result["score_reference"] = score_reference(preds)
+    return result

@@ -1,0 +1,240 @@
+"""Monocular ranging: where a detected box stands in the ego frame, from the calibration.
+
+The primary estimate is the box's ground contact point (bottom-centre pixel) intersected with a
+flat ground plane (ego z = 0). Class height priors check it, and replace it when the contact
+point cannot be used: the box is cut by the bottom image edge, the contact ray does not hit the
+ground (at or above the horizon) or hits it implausibly far, or the box's height in pixels at the
+ground range implies an object far taller or shorter than its class.
+
+Frames: ego ISO 8855 (x forward, y left, z up, origin on the ground under the rear axle); camera
+OpenCV optical (x right, y down, z forward). Mount rotation R = Rz(yaw)·Ry(pitch)·Rx(roll) about
+the ego axes (pitch positive looks down, yaw positive looks left), so a camera-body vector
+(x forward, y left, z up) maps to the ego frame by R.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from perception.classes import CLASS_IDS
+
+# Optical axes expressed in the camera body frame (x fwd, y left, z up): x_opt = −y, y_opt = −z,
+# z_opt = x. Rows map a body vector to optical coordinates.
+_OPT_FROM_BODY = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Pinhole camera (no distortion) and its mount pose in the ego frame.
+
+    Field names match the ``camera.frames`` calibration header, so
+    ``Calibration.from_mapping(header_calibration_dict)`` works.
+    """
+
+    fx: float  # [px]
+    fy: float  # [px]
+    cx: float  # [px]
+    cy: float  # [px]
+    width: int  # [px]
+    height: int  # [px]
+    mount_x_m: float = 1.5
+    mount_y_m: float = 0.0
+    mount_z_m: float = 1.4
+    pitch_rad: float = 0.0  # positive looks down
+    yaw_rad: float = 0.0  # positive looks left
+    roll_rad: float = 0.0  # right-handed about the camera's forward axis
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object]) -> Calibration:
+        """Build from a dict, ignoring keys that are not fields."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
+
+    @property
+    def rotation(self) -> np.ndarray:
+        """``(3, 3)`` rotation from camera body axes to ego axes."""
+        cy_, sy_ = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
+        cp, sp = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
+        cr, sr = math.cos(self.roll_rad), math.sin(self.roll_rad)
+        Rz = np.array([[cy_, -sy_, 0.0], [sy_, cy_, 0.0], [0.0, 0.0, 1.0]])
+        Ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
+        Rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
+        return Rz @ Ry @ Rx
+
+    @property
+    def mount_m(self) -> np.ndarray:
+        """Camera centre in the ego frame ``(3,)`` [m]."""
+        return np.array([self.mount_x_m, self.mount_y_m, self.mount_z_m])
+
+    def ego_to_optical(self, points_ego: np.ndarray) -> np.ndarray:
+        """Ego-frame points ``(N, 3)`` [m] → camera optical frame ``(N, 3)`` [m]."""
+        p = np.asarray(points_ego, dtype=np.float64).reshape(-1, 3)
+        return (p - self.mount_m) @ self.rotation @ _OPT_FROM_BODY.T
+
+    def project(self, points_ego: np.ndarray) -> np.ndarray:
+        """Ego-frame points ``(N, 3)`` [m] → pixels ``(N, 2)`` ``(u, v)``; NaN behind the camera."""
+        p = self.ego_to_optical(points_ego)
+        out = np.full((p.shape[0], 2), np.nan)
+        front = p[:, 2] > 1e-9
+        out[front, 0] = self.fx * p[front, 0] / p[front, 2] + self.cx
+        out[front, 1] = self.fy * p[front, 1] / p[front, 2] + self.cy
+        return out
+
+    def pixel_ray(self, u: float, v: float) -> np.ndarray:
+        """Unit ray ``(3,)`` in the ego frame through pixel ``(u, v)``."""
+        d_opt = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
+        d = self.rotation @ (_OPT_FROM_BODY.T @ d_opt)
+        return np.asarray(d / np.linalg.norm(d))
+
+    def pixel_to_ground(self, u: float, v: float) -> tuple[float, float] | None:
+        """Ego ``(x, y)`` [m] where the ray through pixel ``(u, v)`` meets the ground (z = 0).
+
+        ``None`` when the ray does not descend (pixel at or above the horizon).
+        """
+        d = self.pixel_ray(u, v)
+        if d[2] >= -1e-9:
+            return None
+        s = -self.mount_z_m / d[2]
+        return float(self.mount_x_m + s * d[0]), float(self.mount_y_m + s * d[1])
+
+
+@dataclass(frozen=True)
+class SizePrior:
+    """Typical size of a class [m]; heights outside [min, max] are implausible."""
+
+    height_m: float
+    min_height_m: float
+    max_height_m: float
+    depth_m: float  # extent along the line of sight, used to move from the near face to the centre
+
+
+SIZE_PRIORS: dict[int, SizePrior] = {
+    CLASS_IDS["car"]: SizePrior(1.5, 1.2, 2.1, 4.5),
+    CLASS_IDS["truck"]: SizePrior(3.2, 2.2, 4.3, 8.0),
+    # Adults are ~1.7 m, children ~1.2 m: the range covers both, the typical value is the adult.
+    CLASS_IDS["pedestrian"]: SizePrior(1.7, 1.0, 2.0, 0.5),
+    CLASS_IDS["cyclist"]: SizePrior(1.7, 1.3, 2.1, 1.8),
+}
+
+
+@dataclass(frozen=True)
+class RangeEstimate:
+    """An object's place in the ego frame.
+
+    ``contact_m`` ``(x, y)`` [m]: nearest ground contact point (bottom-centre of the box);
+    ``position_m`` ``(x, y, z)`` [m]: estimated centre (contact point pushed half the class depth
+    along the line of sight, z = half the class height); ``range_m``: horizontal distance from
+    the ego origin to the contact point; ``method``: ``ground`` or ``size``; ``consistent``:
+    whether the ground estimate agreed with the class height prior (``None`` = not checkable);
+    ``implied_height_m``: object height the box implies at the chosen range.
+    """
+
+    contact_m: tuple[float, float]
+    position_m: tuple[float, float, float]
+    range_m: float
+    method: str
+    consistent: bool | None
+    implied_height_m: float
+
+
+def _depth_along_axis(calib: Calibration, point_ego: np.ndarray) -> float:
+    return float(calib.ego_to_optical(point_ego)[0, 2])
+
+
+def estimate_range(
+    box: np.ndarray,
+    class_id: int,
+    calib: Calibration,
+    *,
+    truncation_margin_px: float = 2.0,
+    max_ground_range_m: float = 150.0,
+    height_tolerance: float = 1.25,
+) -> RangeEstimate | None:
+    """Range one box ``[x1, y1, x2, y2]`` [px] of class ``class_id`` (our ids).
+
+    ``None`` when neither method applies (degenerate box, or the contact point is unusable and
+    the class has no size prior). ``height_tolerance`` widens the prior's height range before
+    the ground estimate is judged inconsistent.
+    """
+    x1, y1, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
+    h_px = y2 - y1
+    if not (h_px > 0.5 and x2 - x1 > 0.5):
+        return None
+    prior = SIZE_PRIORS.get(int(class_id))
+    u = 0.5 * (x1 + x2)
+    bottom_cut = y2 >= calib.height - truncation_margin_px
+    top_cut = y1 <= truncation_margin_px
+
+    ground = None if bottom_cut else calib.pixel_to_ground(u, y2)
+    consistent: bool | None = None
+    if ground is not None and math.hypot(*ground) <= max_ground_range_m:
+        contact = np.array([ground[0], ground[1], 0.0])
+        depth = _depth_along_axis(calib, contact)
+        implied = h_px * depth / calib.fy
+        if prior is None or top_cut:
+            return _finish(calib, contact, "ground", None, implied, prior)
+        consistent = (
+            prior.min_height_m / height_tolerance
+            <= implied
+            <= prior.max_height_m * height_tolerance
+        )
+        if consistent:
+            return _finish(calib, contact, "ground", True, implied, prior)
+    if prior is None:
+        return None
+    # Size prior: optical depth from the apparent height, along the ray through the box centre.
+    depth = calib.fy * prior.height_m / h_px
+    v_c = 0.5 * (y1 + y2)
+    ray_opt = np.array([(u - calib.cx) / calib.fx, (v_c - calib.cy) / calib.fy, 1.0])
+    centre = calib.mount_m + calib.rotation @ (_OPT_FROM_BODY.T @ (ray_opt * depth))
+    contact = np.array([centre[0], centre[1], 0.0])
+    return _finish(calib, contact, "size", consistent, prior.height_m, prior)
+
+
+def _finish(
+    calib: Calibration,
+    contact: np.ndarray,
+    method: str,
+    consistent: bool | None,
+    implied_height_m: float,
+    prior: SizePrior | None,
+) -> RangeEstimate:
+    sight = contact[:2] - calib.mount_m[:2]
+    norm = float(np.linalg.norm(sight))
+    half_depth = 0.5 * prior.depth_m if prior is not None else 0.0
+    centre_xy = contact[:2] + (sight / norm * half_depth if norm > 1e-9 else 0.0)
+    z = 0.5 * (prior.height_m if prior is not None else implied_height_m)
+    return RangeEstimate(
+        contact_m=(float(contact[0]), float(contact[1])),
+        position_m=(float(centre_xy[0]), float(centre_xy[1]), float(z)),
+        range_m=float(math.hypot(contact[0], contact[1])),
+        method=method,
+        consistent=consistent,
+        implied_height_m=float(implied_height_m),
+    )
+
+
+def time_to_collision(
+    position_m: tuple[float, float] | np.ndarray,
+    velocity_mps: tuple[float, float] | np.ndarray,
+    *,
+    min_closing_mps: float = 0.1,
+) -> float | None:
+    """TTC [s] = range / closing speed for a relative position and velocity in the ego frame.
+
+    Closing speed is the rate at which the range shrinks, −(p·v)/|p|. ``None`` when the object
+    is not closing faster than ``min_closing_mps`` (receding, crossing or static relative).
+    """
+    p = np.asarray(position_m, dtype=np.float64)[:2]
+    v = np.asarray(velocity_mps, dtype=np.float64)[:2]
+    rng = float(np.linalg.norm(p))
+    if rng < 1e-6:
+        return 0.0
+    closing = -float(p @ v) / rng
+    if closing <= min_closing_mps:
+        return None
+    return rng / closing

@@ -1,0 +1,106 @@
+"""Obstacle prediction: tracked objects → grown, road-aligned boxes over the horizon.
+
+Predictions are constant velocity along the road (Frenet frame): an object keeps its speed
+along and across its lane, so a car ahead on a curve stays in its lane. Each object's
+footprint is its road-aligned bounding box (aligned with its velocity when it moves) grown
+by an uncertainty margin sigma0 + growth·t, separately along and across the road; along
+the road the growth scales with the object's speed (see ``PlannerConfig``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from planning.config import PlannerConfig
+from planning.frames import ego_to_road_xy, road_xy_to_frenet
+from planning.types import EgoState, Obstacle, VehicleParams, as_object_class
+
+_MOVING_MPS = 1.0  # above this an object's footprint is aligned with its velocity
+_FAR_M = 1e6  # lateral position given to ignored objects: never near any candidate
+
+
+@dataclass(frozen=True, slots=True)
+class ObstacleTensors:
+    """Objects in Frenet coordinates: (M,) state at t = 0 and (M, T) predicted boxes."""
+
+    s0_m: Tensor
+    d0_m: Tensor
+    vs_mps: Tensor  # rate of change of s (already divided by 1 − κd)
+    vd_mps: Tensor
+    ignored: Tensor  # bool: starts behind the ego in its corridor (the follower's duty)
+    rear_m: Tensor  # (M, T) grown box edges over the horizon; ignored objects sit far away
+    front_m: Tensor
+    right_m: Tensor
+    left_m: Tensor
+
+    @property
+    def m(self) -> int:
+        """Number of objects."""
+        return int(self.s0_m.shape[0])
+
+    def subset(self, keep: Tensor) -> ObstacleTensors:
+        """The objects where ``keep`` (M,) bool is True."""
+        idx = torch.nonzero(keep).squeeze(1)
+        return ObstacleTensors(
+            s0_m=self.s0_m[idx], d0_m=self.d0_m[idx], vs_mps=self.vs_mps[idx],
+            vd_mps=self.vd_mps[idx], ignored=self.ignored[idx], rear_m=self.rear_m[idx],
+            front_m=self.front_m[idx], right_m=self.right_m[idx], left_m=self.left_m[idx],
+        )
+
+
+def predict_obstacles(
+    obstacles: Sequence[Obstacle],
+    ego: EgoState,
+    t_s: Tensor,
+    config: PlannerConfig,
+    vehicle: VehicleParams,
+) -> ObstacleTensors:
+    """Convert tracked objects (ego frame) to predicted, grown boxes in Frenet coordinates."""
+    rows = np.array(
+        [
+            (
+                o.x_m, o.y_m, o.vx_mps, o.vy_mps, *o.size_m(),
+                config.growth_lon_mps.get(as_object_class(o.object_class), 0.5),
+                config.growth_lat_mps.get(as_object_class(o.object_class), 0.2),
+            )
+            for o in obstacles
+        ],
+        dtype=np.float64,
+    ).reshape(-1, 8)
+    data = torch.as_tensor(rows).to(device=t_s.device, dtype=t_s.dtype)
+    x, y, vx, vy, length, width, g_lon, g_lat = data.unbind(dim=1)
+    kappa = ego.road_curvature_1pm
+    xr, yr = ego_to_road_xy(x, y, ego.lateral_offset_m, ego.heading_rel_rad)
+    vxr, vyr = ego_to_road_xy(vx, vy, 0.0, ego.heading_rel_rad)
+    s0, d0 = road_xy_to_frenet(xr, yr, kappa)
+    theta = s0 * kappa
+    cos_t, sin_t = torch.cos(theta), torch.sin(theta)
+    vs = (cos_t * vxr + sin_t * vyr) / (1.0 - kappa * d0)
+    vd = -sin_t * vxr + cos_t * vyr
+    speed = torch.hypot(vs, vd)
+    heading = torch.where(speed > _MOVING_MPS, torch.atan2(vd, vs), torch.zeros_like(vs))
+    ch, sh = torch.cos(heading).abs(), torch.sin(heading).abs()
+    half_len = 0.5 * (ch * length + sh * width)
+    half_wid = 0.5 * (sh * length + ch * width)
+    # Ego footprint at t = 0 (its centre is ahead of the rear axle).
+    ego_s = vehicle.rear_axle_to_centre_m * math.cos(ego.heading_rel_rad)
+    ego_d = ego.lateral_offset_m + vehicle.rear_axle_to_centre_m * math.sin(ego.heading_rel_rad)
+    behind = s0 + half_len < ego_s - 0.5 * vehicle.length_m
+    ignored = behind & ((d0 - ego_d).abs() < half_wid + 0.5 * vehicle.width_m)
+    speed_factor = (speed / config.growth_full_speed_mps).clamp(config.growth_speed_floor, 1.0)
+
+    t = t_s[None, :]
+    s = s0[:, None] + vs[:, None] * t
+    d = torch.where(ignored, _FAR_M, d0)[:, None] + vd[:, None] * t
+    reach_s = (half_len + config.sigma0_lon_m)[:, None] + (g_lon * speed_factor)[:, None] * t
+    reach_d = (half_wid + config.sigma0_lat_m)[:, None] + g_lat[:, None] * t
+    return ObstacleTensors(
+        s0_m=s0, d0_m=d0, vs_mps=vs, vd_mps=vd, ignored=ignored,
+        rear_m=s - reach_s, front_m=s + reach_s, right_m=d - reach_d, left_m=d + reach_d,
+    )

@@ -1,0 +1,44 @@
+"""perception/ is pure: it never imports the Kafka side of the project."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perception.kalman import ConstantVelocityKalman
+
+PACKAGE = Path(__file__).resolve().parents[3] / "perception"
+BANNED = ("services", "faststream", "aiokafka")
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)
+def test_no_kafka_side_imports(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            assert name.split(".")[0] not in BANNED, f"{path.name} imports {name}"
+
+
+def test_package_files_found() -> None:
+    assert len(list(PACKAGE.glob("*.py"))) > 5
+
+
+def test_kalman_learns_a_constant_velocity() -> None:
+    rng = np.random.default_rng(0)
+    kf = ConstantVelocityKalman(np.array([0.0, 0.0]), position_std=1.0, velocity_std=10.0)
+    for k in range(1, 60):
+        t = 0.1 * k
+        kf.predict(0.1, accel_std=0.5)
+        kf.update(np.array([3.0 * t, -1.0 * t]) + rng.normal(0, 0.2, 2), 0.2)
+    np.testing.assert_allclose(kf.velocity, [3.0, -1.0], atol=0.2)
+    np.testing.assert_allclose(kf.P, kf.P.T)
+    assert np.all(np.linalg.eigvalsh(kf.P) > 0)

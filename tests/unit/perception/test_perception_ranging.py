@@ -1,0 +1,184 @@
+"""Ranging geometry: projection, ray–ground intersection, size priors, TTC, ego-frame filter."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from perception.classes import CLASS_IDS
+from perception.motion import EgoMotionFilter
+from perception.ranging import Calibration, estimate_range, time_to_collision
+
+FRONT = Calibration(
+    fx=640.0, fy=640.0, cx=320.0, cy=180.0, width=640, height=360,
+    mount_x_m=1.5, mount_y_m=0.0, mount_z_m=1.4, pitch_rad=0.02,
+)
+MOUNTS = [
+    FRONT,
+    Calibration(fx=500.0, fy=520.0, cx=330.0, cy=170.0, width=640, height=360,
+                mount_x_m=2.0, mount_y_m=0.3, mount_z_m=1.6, pitch_rad=0.1, yaw_rad=0.2,
+                roll_rad=0.03),
+    Calibration(fx=800.0, fy=800.0, cx=640.0, cy=360.0, width=1280, height=720,
+                mount_x_m=1.0, mount_y_m=-0.5, mount_z_m=2.5, pitch_rad=-0.05, yaw_rad=-0.4),
+]
+
+
+def box_of(calib: Calibration, centre_x: float, centre_y: float, width: float, height: float,
+           depth: float = 0.0) -> np.ndarray:
+    """Image box of an upright cuboid whose near face is at ``centre_x`` (ego frame)."""
+    corners = np.array([
+        [centre_x + dx, centre_y + dy, z]
+        for dx in (0.0, depth) for dy in (-width / 2, width / 2) for z in (0.0, height)
+    ])
+    uv = calib.project(corners)
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+
+
+def test_optical_axes_follow_the_convention() -> None:
+    level = Calibration(fx=100, fy=100, cx=50, cy=40, width=100, height=80, mount_z_m=1.0)
+    # A point straight ahead at camera height lands on the principal point; left is smaller u;
+    # higher is smaller v.
+    ahead, left, up = level.project(np.array([[11.5, 0, 1.0], [11.5, 1.0, 1.0], [11.5, 0, 2.0]]))
+    assert ahead == pytest.approx([50.0, 40.0])
+    assert left[0] < 50.0
+    assert left[1] == pytest.approx(40.0)
+    assert up[1] < 40.0
+    assert up[0] == pytest.approx(50.0)
+
+
+def test_positive_pitch_looks_down_and_positive_yaw_looks_left() -> None:
+    point = np.array([[20.0, 0.0, 1.4]])
+    down = Calibration(**{**FRONT.__dict__, "pitch_rad": 0.1})
+    left = Calibration(**{**FRONT.__dict__, "pitch_rad": 0.0, "yaw_rad": 0.1})
+    assert down.project(point)[0, 1] < FRONT.cy  # the scene moves up in the image
+    assert left.project(point)[0, 0] > FRONT.cx  # the scene moves right in the image
+
+
+@pytest.mark.parametrize("calib", MOUNTS)
+def test_ground_point_round_trip(calib: Calibration) -> None:
+    rng = np.random.default_rng(1)
+    points = np.column_stack([rng.uniform(5, 60, 50), rng.uniform(-8, 8, 50), np.zeros(50)])
+    uv = calib.project(points)
+    visible = ~np.isnan(uv).any(axis=1)
+    assert visible.sum() > 10
+    for (u, v), p in zip(uv[visible], points[visible], strict=True):
+        ground = calib.pixel_to_ground(u, v)
+        assert ground is not None
+        assert ground == pytest.approx((p[0], p[1]), abs=1e-6)
+
+
+def test_points_behind_the_camera_do_not_project() -> None:
+    assert np.isnan(FRONT.project(np.array([[-5.0, 0.0, 0.0]]))).all()
+
+
+def test_pixel_above_the_horizon_has_no_ground_point() -> None:
+    assert FRONT.pixel_to_ground(320.0, 10.0) is None
+
+
+def test_from_mapping_ignores_unknown_keys() -> None:
+    calib = Calibration.from_mapping({**FRONT.__dict__, "camera_id": "front"})
+    assert calib == FRONT
+
+
+def test_ground_range_of_a_car_box() -> None:
+    box = box_of(FRONT, 25.0, 1.0, 1.8, 1.5, depth=4.5)
+    est = estimate_range(box, CLASS_IDS["car"], FRONT)
+    assert est is not None
+    assert est.method == "ground"
+    assert est.consistent is True
+    assert est.contact_m == pytest.approx((25.0, 1.0), abs=0.05)
+    assert est.range_m == pytest.approx(math.hypot(25.0, 1.0), abs=0.05)
+    assert est.implied_height_m == pytest.approx(1.5, rel=0.05)
+    # The centre lies beyond the near face, along the line of sight.
+    assert est.position_m[0] > 25.0
+
+
+def test_truncated_bottom_falls_back_to_the_size_prior() -> None:
+    # A pedestrian close in front whose feet are below the image edge.
+    box = box_of(FRONT, 4.0, 0.0, 0.5, 1.7)
+    assert box[3] > FRONT.height
+    clipped = box.copy()
+    clipped[3] = FRONT.height
+    clipped[1] = max(clipped[1], 0.0)
+    est = estimate_range(clipped, CLASS_IDS["pedestrian"], FRONT)
+    assert est is not None
+    assert est.method == "size"
+    # Apparent height is cut, so the prior over-estimates range; it stays the right order.
+    assert 3.0 < est.contact_m[0] < 12.0
+
+
+def test_implausible_height_uses_the_size_prior() -> None:
+    # A "car" box 3× taller than a car at its ground range: likely a wrong contact point.
+    box = box_of(FRONT, 20.0, 0.0, 1.8, 4.5)
+    est = estimate_range(box, CLASS_IDS["car"], FRONT)
+    assert est is not None
+    assert est.method == "size"
+    assert est.consistent is False
+    # The prior assumes 1.5 m, so the object reads three times nearer than the ground says.
+    assert est.contact_m[0] == pytest.approx(1.5 + (20.0 - 1.5) * 1.5 / 4.5, rel=0.1)
+
+
+def test_contact_above_the_horizon_uses_the_size_prior() -> None:
+    # A truck on a rise: its wheels stand 2 m above our ground plane, so the contact ray never
+    # meets the ground. Its apparent height still gives its range.
+    corners = np.array([[80.0, dy, 2.0 + z] for dy in (-1.25, 1.25) for z in (0.0, 3.2)])
+    uv = FRONT.project(corners)
+    box = np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+    assert FRONT.pixel_to_ground(float(box[0] + box[2]) / 2, float(box[3])) is None
+    est = estimate_range(box, CLASS_IDS["truck"], FRONT)
+    assert est is not None
+    assert est.method == "size"
+    assert est.contact_m[0] == pytest.approx(80.0, rel=0.02)
+    assert est.contact_m[1] == pytest.approx(0.0, abs=0.2)
+
+
+def test_degenerate_box_gives_none() -> None:
+    assert estimate_range(np.array([10, 10, 10, 50]), 1, FRONT) is None
+
+
+@pytest.mark.parametrize(
+    ("pos", "vel", "expected"),
+    [
+        ((20.0, 0.0), (-10.0, 0.0), 2.0),
+        ((20.0, 0.0), (5.0, 0.0), None),
+        ((20.0, 0.0), (0.0, 3.0), None),  # crossing: range not shrinking
+        ((30.0, 40.0), (-3.0, -4.0), 10.0),
+    ],
+)
+def test_time_to_collision(pos: tuple[float, float], vel: tuple[float, float],
+                           expected: float | None) -> None:
+    ttc = time_to_collision(pos, vel)
+    if expected is None:
+        assert ttc is None
+    else:
+        assert ttc == pytest.approx(expected)
+
+
+def test_ego_filter_recovers_closing_speed_and_ttc() -> None:
+    motion = EgoMotionFilter()
+    result = None
+    for k in range(30):
+        t_s = k * 0.1
+        x = 40.0 - 8.0 * t_s  # closing at 8 m/s
+        box = box_of(FRONT, x, 0.5, 1.8, 1.5, depth=4.5)
+        est = estimate_range(box, CLASS_IDS["car"], FRONT)
+        assert est is not None
+        result = motion.update(7, est, FRONT, int(t_s * 1e9))
+    assert result is not None
+    assert result.velocity_mps[0] == pytest.approx(-8.0, abs=0.3)
+    assert result.range_rate_mps == pytest.approx(-8.0, abs=0.3)
+    assert result.ttc_s is not None
+    assert result.ttc_s == pytest.approx(result.range_m / 8.0, rel=0.05)
+
+
+def test_ego_filter_forgets_idle_tracks() -> None:
+    motion = EgoMotionFilter()
+    est = estimate_range(box_of(FRONT, 20.0, 0.0, 1.8, 1.5), 1, FRONT)
+    assert est is not None
+    motion.update(1, est, FRONT, 0)
+    motion.prune(int(0.5e9))
+    assert 1 in motion
+    motion.prune(int(2e9))
+    assert 1 not in motion
