@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from planning.bench import bench_planner
 from services.bench.machine import machine_info
 from services.bench.sim import bench_sim
 from services.broker.embedded import kafka
@@ -39,6 +40,31 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     s.add_argument("--repeats", type=int, default=5, help="runs per resolution; median (5)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_bench_sim)
+
+    pl = bsub.add_parser("planner", help="planner: p50/p99 planning time",
+                         description="Planning time of the sampling planner on a busy "
+                                     "three-lane scene: median over repeats of p50 and p99.")
+    pl.add_argument("--candidates", type=int, default=2000, help="candidates (2000)")
+    pl.add_argument("--obstacles", type=int, default=20, help="obstacles (20)")
+    pl.add_argument("--runs", type=int, default=200, help="plans per repeat (200)")
+    pl.add_argument("--repeats", type=int, default=5, help="repeats; median (5)")
+    pl.add_argument("--threads", type=int, default=2, help="torch threads (2)")
+    pl.add_argument("--device", default="cpu", help="cpu or cuda")
+    pl.add_argument("--json", action="store_true", help="machine-readable output")
+    pl.set_defaults(func=cmd_bench_planner)
+
+
+def cmd_bench_planner(args: argparse.Namespace) -> int:
+    """Run the planner benchmark."""
+    result = bench_planner(args.candidates, args.obstacles, args.runs, args.device,
+                           threads=args.threads, repeats=args.repeats)
+    result = {"benchmark": "planner", **result, "machine": machine_info()}
+    emit(result, as_json=args.json,
+         text=f"planner, {result['n_candidates']} candidates, {result['n_obstacles']} obstacles, "
+              f"{result['device']}, {result['threads']} threads: p50 {result['p50_ms']:.2f} ms, "
+              f"p99 {result['p99_ms']:.2f} ms (median of {result['repeats']} x "
+              f"{result['runs']} plans)")
+    return 0
 
 
 def cmd_bench_sim(args: argparse.Namespace) -> int:
