@@ -26,6 +26,7 @@ from prometheus_client import Counter
 from planning.controller import TrajectoryController
 from planning.gate import Gate, GateConfig, GateOutput
 from planning.planner import Planner
+from planning.runtime import tune_allocator
 from planning.types import PlanResult
 from services.control.settings import ControlSettings
 from services.control.signing import sign
@@ -226,6 +227,7 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
           control: ControlSettings | None = None, **frame_kwargs: Any) -> ServiceFrame:
     """The planning service (planner, controller, gate, signer)."""
     options = options or PlanningSettings()
+    tune_allocator()  # without it every plan page-faults its scratch tensors again
     frame = ServiceFrame("planning", settings, bootstrap, **frame_kwargs)
     service = PlanningService(frame, settings, options, control or ControlSettings())
     frame.consume(VEHICLE_STATE)(service.on_state)
