@@ -81,7 +81,7 @@ class PerceptionService:
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
         """The tracker of a vehicle/camera stream (created on its first frame)."""
-        key = meta.key.decode()
+        key = f"{meta.run_id}/{meta.key.decode()}"  # a new run starts fresh tracks
         cam = self.cameras.get(key)
         if cam is None or cam.calibration.width != meta.calibration.width:
             cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()))

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "perception" / "weights" / "detector.pt"
+from perception.eval_run import DEFAULT_WEIGHTS as SHIPPED_WEIGHTS
 
 
 class PerceptionSettings(BaseSettings):

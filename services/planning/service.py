@@ -53,6 +53,7 @@ from services.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_STATES = 64  # recent states kept per vehicle to match frames by stamp
+VEHICLE_EXPIRY_NS = 10_000_000_000  # stop commanding a vehicle silent this long [ns]
 
 
 @dataclass
@@ -67,11 +68,12 @@ class VehicleContext:
     latest_state: VehicleState | None = None
     states: OrderedDict[int, VehicleState] = field(default_factory=OrderedDict)
     objects: dict[str, PerceptionObjects] = field(default_factory=dict)
-    pending: PerceptionObjects | None = None
+    pending: tuple[PerceptionObjects, str] | None = None  # a frame waiting for its state
     plan: PlanResult | None = None
     plan_stamp_ns: int = 0
     source: FrameRef | None = None
     traceparent: str = ""
+    last_input_ns: int = 0  # newest input stamp
 
 
 class PlanningService:
@@ -100,12 +102,18 @@ class PlanningService:
                                 ["mode"], registry=frame.registry)
         self.plan_seconds = frame.metrics.handler_seconds
 
-    def vehicle(self, vehicle_id: str) -> VehicleContext:
-        """The context of a vehicle (created on its first message)."""
-        ctx = self.vehicles.get(vehicle_id)
+    def vehicle(self, vehicle_id: str, run_id: str) -> VehicleContext:
+        """The context of a vehicle in a run (created on its first message).
+
+        Keyed by run as well: a new run (a replay, the next scenario) starts with a fresh
+        gate, controller and command counter instead of inheriting another run's state.
+        """
+        key = f"{run_id}/{vehicle_id}"
+        ctx = self.vehicles.get(key)
         if ctx is None:
-            ctx = VehicleContext(vehicle_id, Gate(self.gate_config), TrajectoryController())
-            self.vehicles[vehicle_id] = ctx
+            ctx = VehicleContext(vehicle_id, Gate(self.gate_config), TrajectoryController(),
+                                 run_id=run_id)
+            self.vehicles[key] = ctx
         return ctx
 
     def now_ns(self, stamp_ns: int) -> int:
@@ -115,45 +123,45 @@ class PlanningService:
     async def on_state(self, record: Record) -> None:
         """Keep the vehicle's state; in source mode it may complete a waiting frame."""
         state = VehicleState.decode(record.value, source=f"{record.topic}@{record.offset}")
-        ctx = self.vehicle(state.vehicle_id)
-        ctx.run_id = state.run_id or ctx.run_id
+        ctx = self.vehicle(state.vehicle_id, state.run_id)
         ctx.latest_state = state
+        ctx.last_input_ns = max(ctx.last_input_ns, state.stamp_ns)
         ctx.states[state.stamp_ns] = state
         while len(ctx.states) > MAX_STATES:
             ctx.states.popitem(last=False)
         ctx.gate.on_vehicle_state(state.stamp_ns, state.speed_mps)
-        if ctx.pending is not None and ctx.pending.source.stamp_ns in ctx.states:
-            result, ctx.pending = ctx.pending, None
-            await self.plan(ctx, result, ctx.states[result.source.stamp_ns])
+        if ctx.pending is not None and ctx.pending[0].source.stamp_ns in ctx.states:
+            (result, trace), ctx.pending = ctx.pending, None
+            await self.plan(ctx, result, ctx.states[result.source.stamp_ns], trace)
 
     async def on_objects(self, record: Record) -> None:
         """Keep a camera's objects; the primary camera's trigger a plan."""
         result = PerceptionObjects.decode(record.value, source=f"{record.topic}@{record.offset}")
-        ctx = self.vehicle(result.vehicle_id)
-        ctx.run_id = result.run_id or ctx.run_id
+        ctx = self.vehicle(result.vehicle_id, result.run_id)
         ctx.objects[result.camera_id] = result
-        traceparent = record.header("traceparent")
+        ctx.last_input_ns = max(ctx.last_input_ns, result.source.stamp_ns)
         if result.camera_id != self.options.primary_camera:
             return
-        ctx.traceparent = traceparent or ""
+        trace = record.header("traceparent") or ""
         if self.options.clock == "source":
             if ctx.pending is not None and ctx.latest_state is not None:
                 # its state never came: plan it with the latest rather than never
-                older, ctx.pending = ctx.pending, None
-                await self.plan(ctx, older, ctx.latest_state)
+                (older, older_trace), ctx.pending = ctx.pending, None
+                await self.plan(ctx, older, ctx.latest_state, older_trace)
             state = ctx.states.get(result.source.stamp_ns)
             if state is None:
-                ctx.pending = result
+                ctx.pending = (result, trace)
                 return
         else:
             state = ctx.latest_state
             if state is None:
                 return
-        await self.plan(ctx, result, state)
+        await self.plan(ctx, result, state, trace)
 
     async def plan(self, ctx: VehicleContext, result: PerceptionObjects,
-                   state: VehicleState) -> None:
+                   state: VehicleState, traceparent: str) -> None:
         """Plan, control, publish the trajectory; in source mode also tick and publish."""
+        ctx.traceparent = traceparent  # the controls of this plan continue the frame's trace
         ego = convert.ego_state(state)
         obstacles = convert.obstacles(list(ctx.objects.values()), state.speed_mps)
         source_stamp = result.source.stamp_ns
@@ -217,7 +225,13 @@ class PlanningService:
         """Wall clock: tick every vehicle's gate at the control rate."""
         next_t = time.monotonic()
         while not stop.is_set():
-            for ctx in list(self.vehicles.values()):
+            now = time.time_ns()
+            for key, ctx in list(self.vehicles.items()):
+                if now - ctx.last_input_ns > VEHICLE_EXPIRY_NS:
+                    # silent for long (or history read back): the gate has long since
+                    # commanded its stop; forget it rather than command a ghost forever
+                    del self.vehicles[key]
+                    continue
                 await self.tick(ctx)
             next_t += self.period_s
             await asyncio.sleep(max(0.0, next_t - time.monotonic()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,16 @@ def control_command(control: VehicleControl) -> ControlCommand:
                           accel_mps2=control.accel_mps2,
                           target_speed_mps=control.target_speed_mps,
                           steer_rate_radps=abs(rate) if rate else None)
+
+
+def traceparent(run_id: str, vehicle_id: str, camera_id: str, seq: int) -> str:
+    """A W3C trace context for one frame: the trace id is derived from the frame's identity.
+
+    Derived rather than random so a lockstep replay carries the same ids; the frame is the
+    root span of the trace that perception, planning and the gate continue.
+    """
+    digest = hashlib.sha256(f"{run_id}/{vehicle_id}/{camera_id}/{seq}".encode()).hexdigest()
+    return f"00-{digest[:32]}-{digest[32:48]}-01"
 
 
 #: What the simulated vehicle does when no valid command is at hand: a comfortable stop.

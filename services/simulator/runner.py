@@ -157,7 +157,9 @@ class ScenarioStreamer:
             image = encode_jpeg(world.render(cam.camera_id), self.options.jpeg_quality)
             run.frame_hash.update(image)
             meta = convert.frame_meta(cam, vehicle_id=vid, seq=seq, stamp_ns=stamp_ns,
-                                      run_id=self.run_id)
+                                      run_id=self.run_id,
+                                      traceparent=convert.traceparent(self.run_id, vid,
+                                                                      cam.camera_id, seq))
             sends.append(self.frame.publish(CAMERA_FRAMES, image, key=meta.key,
                                             headers={k: v.decode() for k, v in meta.to_headers()}))
             if self.options.ground_truth:
