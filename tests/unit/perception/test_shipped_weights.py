@@ -19,7 +19,7 @@ from perception.eval_run import DEFAULT_WEIGHTS, evaluate_weights
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "perception_heldout"
 MAX_BYTES = 25 * 1024 * 1024
-MEASURED_MAP50 = 0.330  # on FIXTURE, measured when the weights were shipped
+MEASURED_MAP50 = 0.375  # on FIXTURE, measured when the weights were shipped
 FLOOR = MEASURED_MAP50 - 0.05
 
 
