@@ -55,7 +55,8 @@ SERVICES: dict[str, ServiceEntry] = {e.name: e for e in (
                  "services.monitor.service:build"),
     ServiceEntry("audit", "safety.events → hash-chained SQLite/PostgreSQL audit trail",
                  "services.audit.service:build"),
-    ServiceEntry("recorder", "record topics to MCAP", None, "the simulator issue"),
+    ServiceEntry("recorder", "record every topic to rotating MCAP files",
+                 "services.recording.service:build"),
 )}
 
 

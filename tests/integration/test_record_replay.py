@@ -23,8 +23,9 @@ from services.messages.examples import frame_meta, vehicle_state
 from services.recording.mcap_io import read_recording, temporary_path
 from services.recording.recorder import Recorder
 from services.recording.replayer import KafkaPublisher, replay_records, schedule
+from services.recording.service import RecorderSettings, build
 from services.settings import Settings
-from tests.kafka_helpers import MAX_BYTES, collect
+from tests.kafka_helpers import MAX_BYTES, collect, produce
 
 pytestmark = pytest.mark.integration
 
@@ -257,3 +258,23 @@ def test_replay_of_a_video_file_publishes_decodable_frames(
         assert decoded is not None
         assert decoded.shape == (60, 80, 3)
         assert abs(float(decoded.mean()) - 50 * seq) < 4
+
+
+async def test_recorder_service_writes_a_complete_file(kafka_bootstrap: str, unique: str,
+                                                       tmp_path: Path) -> None:
+    frame = build(Settings(), kafka_bootstrap,
+                  options=RecorderSettings(folder=tmp_path, rotate_s=30))
+    await frame.start()
+    try:
+        await asyncio.sleep(1.5)  # the recorder positions itself on every partition
+        state = vehicle_state().model_copy(update={"run_id": unique}).encode()
+        await produce(kafka_bootstrap, "vehicle.state", [(b"ego", state, [])])
+        await asyncio.sleep(1.5)
+    finally:
+        await frame.stop()
+    files = sorted(tmp_path.glob("*.mcap"))
+    assert len(files) == 1
+    assert not list(tmp_path.glob("*.tmp"))
+    with files[0].open("rb") as f:
+        values = [m.data for _, _, m in make_reader(f).iter_messages()]
+    assert any(unique.encode() in v for v in values)

@@ -14,6 +14,7 @@ from services.audit.settings import AuditSettings
 from services.catalog import SERVICES
 from services.cli.main import build_parser
 from services.perception.settings import PerceptionSettings
+from services.recording.service import RecorderSettings
 from services.settings import ENV_PREFIX, Settings
 from services.simulator.settings import SimulatorSettings
 
@@ -63,7 +64,7 @@ def test_service_commands_exist_in_the_cli(compose: dict[str, Any]) -> None:
 
 
 SERVICE_SETTINGS: tuple[type[BaseSettings], ...] = (
-    Settings, SimulatorSettings, PerceptionSettings, AuditSettings)
+    Settings, SimulatorSettings, PerceptionSettings, AuditSettings, RecorderSettings)
 
 
 def setting_names() -> dict[str, tuple[type[BaseSettings], str]]:
@@ -102,3 +103,18 @@ def test_dockerfile_and_prometheus_config_exist(compose: dict[str, Any]) -> None
                for sc in job["static_configs"] for t in sc["targets"]}
     assert targets == set(roadstream_services(compose)) - {"kafka-init"}
     assert shlex.split("roadstream --help")
+
+
+def test_grafana_dashboard_queries_metrics_the_services_define(compose: dict[str, Any]) -> None:
+    import json
+    import re
+
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/roadstream.json").read_text())
+    assert any("dashboards" in v for v in compose["services"]["grafana"]["volumes"])
+    source = "\n".join(p.read_text() for p in (ROOT / "services").rglob("*.py"))
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for metric in re.findall(r"roadstream_[a-z_]+", target["expr"]):
+                base = re.sub(r"_(bucket|count|sum)$", "", metric)
+                base = base.removesuffix("_total") if base.endswith("_total") else base
+                assert f'"{base}' in source, f"{panel['title']}: {metric} is not defined"
