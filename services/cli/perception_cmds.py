@@ -53,6 +53,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--images", type=int, default=None, metavar="N",
                    help="held-out frames to render when no --data (300)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (cpu)")
+    p.add_argument("--tracking", action="store_true",
+                   help="evaluate tracking (MOTA, IDF1) and ranging on held-out sequences "
+                        "instead of detection mAP")
+    p.add_argument("--sequences", nargs="+", default=None, metavar="SCENARIO",
+                   help="with --tracking: scenarios to run (default: 8 varied ones)")
+    p.add_argument("--seconds", type=float, default=8.0,
+                   help="with --tracking: seconds per sequence (8)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
@@ -118,6 +125,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from perception.eval_run import DEFAULT_HELDOUT_IMAGES, DEFAULT_WEIGHTS, evaluate_weights
 
     weights = args.weights or DEFAULT_WEIGHTS
+    if args.tracking:
+        return _eval_tracking(args, weights)
     n = args.images or DEFAULT_HELDOUT_IMAGES
     try:
         with progress_bar("rendering the held-out split") as bar:
@@ -137,5 +146,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
              "per class:     " + "  ".join(f"{k} {fmt(v)}" for k, v in result["per_class"].items()),
              "per condition: " + "  ".join(f"{k} {fmt(v)}"
                                            for k, v in result["per_condition"].items())]
+    emit(result, as_json=args.json, text="\n".join(lines))
+    return 0
+
+
+def _eval_tracking(args: argparse.Namespace, weights: Path) -> int:
+    """`roadstream eval --tracking`: MOTA, IDF1 and ranging error on held-out sequences."""
+    from perception.checkpoint import load_detector
+    from perception.tracking_eval import DEFAULT_SEQUENCES, evaluate_tracking_sequences
+
+    detector = load_detector(weights, device=args.device, score_thresh=0.4)
+    sequences = tuple(args.sequences or DEFAULT_SEQUENCES)
+    with progress_bar("tracking held-out sequences") as bar:
+        task = bar.add_task("sequences", total=len(sequences))
+        result = evaluate_tracking_sequences(
+            detector, sequences=sequences, seconds=args.seconds,
+            progress=lambda done, _t: bar.update(task, completed=done))
+    if args.out is not None:
+        write_json(args.out, result)
+    rng = result["ranging"]
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = [f"weights {weights} ({result['model_version']}), {len(sequences)} held-out "
+             f"sequences x {args.seconds:g} s",
+             f"MOTA {fmt(result['mota'])}   IDF1 {fmt(result['idf1'])}",
+             f"range error (median relative, <= {rng['range_limit_m']:g} m): "
+             f"{fmt(rng['median_relative_error'])} over {rng['matched_objects']} matches; "
+             + "  ".join(f"{k} {fmt(v)}" for k, v in rng["per_class"].items())]
     emit(result, as_json=args.json, text="\n".join(lines))
     return 0
