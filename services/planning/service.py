@@ -100,7 +100,9 @@ class PlanningService:
                               ["field"], registry=frame.registry)
         self.commands = Counter("roadstream_control_commands_total", "Commands published",
                                 ["mode"], registry=frame.registry)
-        self.plan_seconds = frame.metrics.handler_seconds
+        self.stale_skipped = Counter("roadstream_stale_perception_skipped_total",
+                                     "Perception results too old to plan on",
+                                     registry=frame.registry)
 
     def vehicle(self, vehicle_id: str, run_id: str) -> VehicleContext:
         """The context of a vehicle in a run (created on its first message).
@@ -155,6 +157,11 @@ class PlanningService:
         else:
             state = ctx.latest_state
             if state is None:
+                return
+            if time.time_ns() - result.source.stamp_ns > self.gate_config.perception_timeout_ns:
+                # Already stale (a backlog, or history read back): never plan on it; the gate
+                # sees the stale input and stops the vehicle.
+                self.stale_skipped.inc()
                 return
         await self.plan(ctx, result, state, trace)
 
