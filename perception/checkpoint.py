@@ -28,10 +28,12 @@ from torch import nn
 from perception.architectures import ARCHS, DetectorSpec, build_from_spec
 from perception.classes import CLASS_IDS, CLASS_NAMES, ModelLoadError, load_class_map
 from perception.detector import Detector
+from perception.tracking import TrackerConfig
 
 CHECKPOINT_FORMAT = "roadstream.detector"
 CHECKPOINT_VERSION = 1
 COCO_NUM_CLASSES = 91  # torchvision's COCO heads: 90 ids with gaps + background
+DEFAULT_SCORE_THRESH = 0.3  # detector floor for weights without a calibrated operating point
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,7 @@ def load_detector(
     class_map: Mapping[Any, Any] | str | Path | None = None,
     num_classes: int | None = None,
     device: str | torch.device = "auto",
-    score_thresh: float = 0.3,
+    score_thresh: float | None = None,
     num_threads: int | None = None,
 ) -> Detector:
     """Load a detector from a local file; never downloads.
@@ -215,6 +217,8 @@ def load_detector(
     accepted nested under ``model``/``state_dict``), ``num_classes`` defaults to 91 (COCO) for
     torchvision builders, and ``class_map`` (dict, YAML or JSON file: ``{their id: our class}``)
     turns their ids into ours. The model version of a foreign file is ``builder@sha256[:12]``.
+    ``score_thresh`` ``None``: the floor the tracker needs at the checkpoint's calibrated
+    operating score (``metadata["operating_point"]``), or ``DEFAULT_SCORE_THRESH`` without one.
 
     Raises ``ModelLoadError`` naming the file for a missing file, a file that is not a
     checkpoint, an unknown builder, a bad class map or a state_dict that does not fit.
@@ -238,15 +242,22 @@ def load_detector(
         _apply_state_dict(p, model, ckpt.state_dict, f"arch {ckpt.spec.arch!r}")
         mapping = mapping if mapping is not None else _map_from_names(p, ckpt.class_names)
         version = ckpt.model_version
+        point = ckpt.metadata.get("operating_point")
+        operating = float(point["score"]) if isinstance(point, Mapping) and "score" in point else None
     else:
         state = _parse_ours(p, data).state_dict if ours else _foreign_state(p, data)  # type: ignore[arg-type]
         model = _build_foreign(p, builder, num_classes)
         _apply_state_dict(p, model, state, f"builder {builder!r}")
         version = f"{builder}@{_file_digest(p)}"
+        operating = None
+    if score_thresh is None:
+        score_thresh = (DEFAULT_SCORE_THRESH if operating is None
+                        else TrackerConfig.at_operating_score(operating).low_thresh)
     return Detector(
         model,
         device=device,
         score_thresh=score_thresh,
+        operating_score=operating,
         class_map=mapping,
         num_threads=num_threads,
         model_version=version,

@@ -1,8 +1,9 @@
 """Serving wrapper around a torchvision-style detection model.
 
-``Detector.detect`` takes a batch of BGR uint8 frames (as OpenCV decodes them) or a float RGB
-tensor, runs the model under ``torch.inference_mode`` (fp16 autocast and channels-last on CUDA)
-and returns ``Detections`` in our classes, with foreign class ids remapped.
+``Detector.detect`` takes a batch of BGR uint8 frames (as OpenCV decodes them), RGB uint8
+tensors (as torchvision decodes them, on the GPU too) or a float RGB tensor, runs the model
+under ``torch.inference_mode`` (fp16 autocast and channels-last on CUDA) and returns
+``Detections`` in our classes, with foreign class ids remapped.
 """
 
 from __future__ import annotations
@@ -38,14 +39,23 @@ def _remap_table(class_map: Mapping[int, int] | None) -> np.ndarray | None:
     return table
 
 
-def frames_to_tensors(frames: Sequence[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """BGR uint8 ``(H, W, 3)`` frames → RGB float ``[3, H, W]`` tensors in [0, 1] on ``device``.
+def frames_to_tensors(frames: Sequence[np.ndarray | torch.Tensor],
+                      device: torch.device) -> list[torch.Tensor]:
+    """Decoded frames → RGB float ``[3, H, W]`` tensors in [0, 1] on ``device``.
 
-    The uint8 frame is moved first and converted on the device (4× less copying to a GPU).
-    Raises ``ValueError`` for a frame that is not uint8 ``(H, W, 3)``.
+    A frame is a BGR uint8 ``(H, W, 3)`` array (as OpenCV decodes it) or an RGB uint8
+    ``[3, H, W]`` tensor (as ``torchvision.io.decode_jpeg`` decodes it, possibly already on
+    the GPU). The uint8 frame is moved first and converted on the device (4× less copying to
+    a GPU). Raises ``ValueError`` for a frame of any other type, dtype or shape.
     """
     tensors = []
     for i, frame in enumerate(frames):
+        if isinstance(frame, torch.Tensor):
+            if frame.dtype != torch.uint8 or frame.ndim != 3 or frame.shape[0] != 3:
+                raise ValueError(f"frame {i}: expected a uint8 [3, H, W] RGB tensor, got "
+                                 f"{frame.dtype} {tuple(frame.shape)}")
+            tensors.append(frame.to(device, non_blocking=True).float().div_(255.0))
+            continue
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or (
             frame.shape[2] != 3
         ):
@@ -72,6 +82,8 @@ class Detector:
         half: fp16 autocast; ``None`` = on for CUDA, off on CPU.
         model_version: reported with every result.
         class_names: names of our class ids (index = id).
+        operating_score: the weights' calibrated operating score (``perception.operating_point``),
+            from which the tracker takes its thresholds; ``None`` if never calibrated.
     """
 
     def __init__(
@@ -85,8 +97,10 @@ class Detector:
         half: bool | None = None,
         model_version: str = "unversioned",
         class_names: Sequence[str] = CLASS_NAMES,
+        operating_score: float | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        self.operating_score = operating_score
         self.score_thresh = float(score_thresh)
         self.class_map = dict(class_map) if class_map is not None else None
         self._remap = _remap_table(self.class_map)
@@ -102,10 +116,11 @@ class Detector:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
 
-    def detect(self, batch: Sequence[np.ndarray] | torch.Tensor) -> list[Detections]:
+    def detect(self, batch: Sequence[np.ndarray | torch.Tensor] | torch.Tensor) -> list[Detections]:
         """Detect objects in a batch.
 
-        ``batch`` is a sequence of BGR uint8 ``(H, W, 3)`` frames (sizes may differ) or a float
+        ``batch`` is a sequence of decoded frames (sizes may differ): BGR uint8 ``(H, W, 3)``
+        arrays or RGB uint8 ``[3, H, W]`` tensors (see ``frames_to_tensors``), or a float
         ``[N, 3, H, W]`` RGB tensor in [0, 1]. Returns one ``Detections`` per image, in order,
         boxes in that image's pixels, our class ids, scores ≥ ``score_thresh``.
         """

@@ -47,6 +47,18 @@ class TrackerConfig:
     meas_std_frac: float = 0.05  # box measurement noise, fraction of box height
     accel_std_frac: float = 0.5  # process noise, fraction of box height per s²
 
+    @classmethod
+    def at_operating_score(cls, score: float | None) -> TrackerConfig:
+        """Thresholds at a detector's calibrated operating score (``perception.operating_point``).
+
+        Detections at or above it start and extend tracks; lower ones, down to 0.1 or half the
+        score if that is lower, only extend existing tracks. ``None``: the defaults.
+        """
+        if score is None:
+            return cls()
+        return cls(high_thresh=score, new_track_thresh=score,
+                   low_thresh=min(cls.low_thresh, 0.5 * score))
+
 
 @dataclass(frozen=True)
 class TrackedObject:

@@ -18,7 +18,7 @@ from perception.classes import CLASS_NAMES
 from perception.detector import Detector
 from perception.pipeline import CameraPerception
 from perception.ranging import Calibration
-from perception.tracking import iou_matrix
+from perception.tracking import TrackerConfig, iou_matrix
 from perception.tracking_metrics import TrackingFrame, evaluate_tracking
 from simulators.library import load_scenario
 from simulators.world import World
@@ -38,7 +38,9 @@ def _sequence(detector: Detector, name: str, seed: int, seconds: float,
     scenario = load_scenario(name)
     world = World.from_scenario(scenario, seed=seed)
     cam = world.cameras[scenario.cameras[0].id]
-    perception = CameraPerception(Calibration.from_mapping(cam.calibration()))
+    perception = CameraPerception(Calibration.from_mapping(cam.calibration()),
+                                  tracker_config=TrackerConfig.at_operating_score(
+                                      detector.operating_score))
     dt = 1.0 / cam.rate_hz
     frames = []
     for i in range(round(seconds * cam.rate_hz)):

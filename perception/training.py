@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import random
 import time
@@ -29,8 +30,10 @@ from perception.architectures import DetectorSpec, build_from_spec
 from perception.checkpoint import save_checkpoint
 from perception.data_memory import MemoryDataset, load_split, make_batch
 from perception.eval_run import detection_metrics, predict
+from perception.operating_point import calibrate_checkpoint
 from perception.train_config import TrainConfig
 
+logger = logging.getLogger(__name__)
 LOG_FIELDS = ("step", "epoch", "lr", "loss", "loss_bbox", "loss_cls", "images_per_s",
               "val_map50", "val_map50_95", "elapsed_s")
 STATE_FORMAT = "roadstream.train_state"
@@ -235,6 +238,12 @@ def train(
             break
     final = save_checkpoint(out / "final.pt", model, spec, model_version=f"{cfg.name}-step{step}",
                             metadata={**meta, "step": step})
+    if val_json.exists():  # the operating score the service and tracker will run at
+        for path in {p for p in (final, best_path) if p is not None}:
+            try:
+                calibrate_checkpoint(path, val_json, device=str(device))
+            except ValueError as exc:  # an untrained model may find nothing: leave it uncalibrated
+                logger.warning("%s: no operating point stored: %s", path, exc)
     total = prior_s + time.monotonic() - start
     return TrainResult(step, best, best_path, final, last_path, total, stopped)
 

@@ -64,6 +64,21 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser(
+        "calibrate", help="store a detector's operating score (F1-best threshold on validation)",
+        description="Run the detector on the validation split (DIR/val.json), find the score "
+                    "threshold that maximises F1 at IoU 0.5, and store it in the checkpoint's "
+                    "metadata; the perception service and the tracker take their thresholds "
+                    "from it. `roadstream train` does this at the end of every run.")
+    p.add_argument("--weights", type=Path, required=True, metavar="PATH",
+                   help="detector checkpoint (rewritten in place)")
+    p.add_argument("--data", type=Path, required=True, metavar="DIR",
+                   help="dataset directory with val.json (never the held-out test split)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (cpu)")
+    p.add_argument("--dry-run", action="store_true", help="print the point, do not write it")
+    p.add_argument("--json", action="store_true", help="print the point as JSON")
+    p.set_defaults(func=cmd_calibrate)
+
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     """Render the dataset with a progress bar."""
@@ -119,6 +134,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate and store a checkpoint's operating score."""
+    from perception.classes import ModelLoadError
+    from perception.operating_point import calibrate_checkpoint
+
+    val_json = args.data / "val.json" if args.data.suffix != ".json" else args.data
+    if not val_json.is_file():
+        raise CommandError(f"no validation split at {val_json}")
+    try:
+        point = calibrate_checkpoint(args.weights, val_json, device=args.device,
+                                     write=not args.dry_run)
+    except (ModelLoadError, ValueError) as exc:
+        raise CommandError(f"cannot calibrate {args.weights}: {exc}") from exc
+    out = {**point.to_dict(), "weights": str(args.weights), "written": not args.dry_run}
+    text = (f"operating score {point.score:.3f}: precision {point.precision:.3f}, recall "
+            f"{point.recall:.3f}, F1 {point.f1:.3f} on {point.images} images "
+            f"({'not written' if args.dry_run else f'stored in {args.weights}'})")
+    emit(out, as_json=args.json, text=text)
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate weights on the held-out split."""
     from perception.classes import ModelLoadError
@@ -155,7 +191,7 @@ def _eval_tracking(args: argparse.Namespace, weights: Path) -> int:
     from perception.checkpoint import load_detector
     from perception.tracking_eval import DEFAULT_SEQUENCES, evaluate_tracking_sequences
 
-    detector = load_detector(weights, device=args.device, score_thresh=0.4)
+    detector = load_detector(weights, device=args.device)
     sequences = tuple(args.sequences or DEFAULT_SEQUENCES)
     with progress_bar("tracking held-out sequences") as bar:
         task = bar.add_task("sequences", total=len(sequences))

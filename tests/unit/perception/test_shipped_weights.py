@@ -16,6 +16,7 @@ import pytest
 
 from perception.checkpoint import load_checkpoint, load_detector
 from perception.eval_run import DEFAULT_WEIGHTS, evaluate_weights
+from perception.operating_point import calibrate_checkpoint
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "perception_heldout"
 MAX_BYTES = 25 * 1024 * 1024
@@ -54,3 +55,18 @@ def test_reference_distribution_ships_beside_the_weights() -> None:
     ref = json.loads(DEFAULT_WEIGHTS.with_name("reference_scores.json").read_text())
     assert ref["score_reference"]["frames"] > 0
     assert set(ref["per_condition"]) == {"day", "dusk", "night", "rain", "fog"}
+
+
+def test_shipped_weights_carry_an_operating_point_from_validation() -> None:
+    point = load_checkpoint(DEFAULT_WEIGHTS).metadata["operating_point"]
+    assert point["split"] == "val.json"  # calibrated on validation, never on held-out frames
+    assert 0.0 < point["score"] < 1.0
+    assert load_detector(DEFAULT_WEIGHTS, device="cpu").operating_score == point["score"]
+
+
+def test_calibration_on_held_out_frames_lands_near_the_stored_point() -> None:
+    stored = load_checkpoint(DEFAULT_WEIGHTS).metadata["operating_point"]
+    point = calibrate_checkpoint(DEFAULT_WEIGHTS, FIXTURE / "test.json", write=False)
+    assert point.images == 40
+    assert point.f1 >= stored["f1"] - 0.15
+    assert abs(point.score - stored["score"]) <= 0.2
