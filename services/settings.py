@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -70,6 +71,13 @@ class Settings(BaseSettings):
                               description="Port of /metrics and /healthz; 0 = a free port.")
     runs_dir: Path = Field(default=Path("runs"), description="Where run outputs are written.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # --- tracing (W3C trace context always travels in the headers; export is optional)
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector base URL (e.g. http://localhost:4318); "
+                                  "spans go to <endpoint>/v1/traces. None = no export.")
+    otlp_headers: SecretStr | None = Field(
+        default=None, description="Headers of each export request: key=value[,key=value...] "
+                                  "(values URL-encoded), e.g. an authorization token.")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -78,6 +86,29 @@ class Settings(BaseSettings):
             host, sep, port = server.rpartition(":")
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @field_validator("otlp_endpoint", mode="before")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None  # an empty variable switches export off, like an unset one
+            parts = urlsplit(value)
+            try:
+                port_ok = parts.port is None or 0 < parts.port < 65536
+            except ValueError:
+                port_ok = False
+            if parts.scheme not in {"http", "https"} or not parts.hostname or not port_ok:
+                raise ValueError("not an http(s) URL such as http://localhost:4318")
+        return value
+
+    @field_validator("otlp_headers")
+    @classmethod
+    def _check_otlp_headers(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_otlp_headers(value.get_secret_value())
         return value
 
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
@@ -109,6 +140,11 @@ class Settings(BaseSettings):
         """True when roadstream must start its own broker."""
         return not self.servers
 
+    @property
+    def otlp_header_map(self) -> dict[str, str]:
+        """The OTLP export request headers as a mapping (empty when none are set)."""
+        return parse_otlp_headers(self.otlp_headers.get_secret_value()) if self.otlp_headers else {}
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -126,6 +162,26 @@ class Settings(BaseSettings):
 
 
 _CONFIG_FILE: Path | None = None
+#: Never echoed in an error: they may hold credentials.
+_SECRET_FIELDS = frozenset({"sasl_password", "otlp_headers"})
+
+
+def parse_otlp_headers(text: str) -> dict[str, str]:
+    """`key=value[,key=value...]` (the OTEL_EXPORTER_OTLP_HEADERS format) → a mapping.
+
+    Values are URL-decoded. Raises ValueError naming the bad item's position, not its text
+    (it may be a token).
+    """
+    headers: dict[str, str] = {}
+    for i, item in enumerate(text.split(",")):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name or any(c.isspace() for c in name):
+            raise ValueError(f"item {i + 1} is not key=value")
+        headers[name.lower()] = unquote(value.strip())
+    return headers
 
 
 def _split(value: str) -> list[str]:
@@ -167,7 +223,8 @@ def _one_line(exc: ValidationError) -> str:
         if loc:
             name = ENV_PREFIX + loc[0].upper()
             value = err.get("input")
-            shown = f"={value!r}" if isinstance(value, str | int | float) else ""
+            secret = loc[0] in _SECRET_FIELDS
+            shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
             parts.append(f"{name}{shown}: {msg}")
         else:
             parts.append(msg)

@@ -37,6 +37,7 @@ from services.broker.clients import consumer_kwargs, security_kwargs
 from services.frame.delivery import Record, dead_letter_headers, is_infrastructure_error
 from services.frame.events import safety_event
 from services.frame.http import OpsServer
+from services.frame.tracing import Tracing
 from services.messages import SAFETY_EVENTS, EventRefs, Payload, Severity, TopicSpec
 from services.settings import Settings
 
@@ -87,6 +88,8 @@ class ServiceFrame:
         self.run_id = run_id
         self.registry = registry or CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry, name)
+        # Every consume and publish is a span; published messages carry `traceparent`.
+        self.tracing = Tracing(name, settings)
         self.broker = broker or KafkaBroker(
             bootstrap,
             client_id=f"{settings.client_id}-{name}",
@@ -95,7 +98,8 @@ class ServiceFrame:
             max_request_size=settings.max_message_bytes,
             security=faststream_security(settings),
             middlewares=[KafkaPrometheusMiddleware(registry=self.registry, app_name=name,
-                                                   metrics_prefix="roadstream")],
+                                                   metrics_prefix="roadstream"),
+                         *self.tracing.middlewares],
             graceful_timeout=10.0,
             logger=logging.getLogger(f"roadstream.{name}"),
         )
@@ -284,6 +288,7 @@ class ServiceFrame:
                 await asyncio.wait_for(task, timeout=10)
         with contextlib.suppress(Exception):
             await self.broker.stop()
+        await self.tracing.shutdown()  # after the broker: its last publishes are spans too
         await self.ops.stop()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

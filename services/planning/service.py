@@ -33,6 +33,7 @@ from services.control.signing import sign
 from services.frame.delivery import Record
 from services.frame.events import safety_event
 from services.frame.service import ServiceFrame
+from services.frame.tracing import traceparent_of
 from services.messages import (
     PERCEPTION_OBJECTS,
     PLANNING_TRAJECTORY,
@@ -144,7 +145,10 @@ class PlanningService:
         ctx.last_input_ns = max(ctx.last_input_ns, result.source.stamp_ns)
         if result.camera_id != self.options.primary_camera:
             return
-        trace = record.header("traceparent") or ""
+        # This record's consume span (in its frame's trace) is the parent of the plan's publishes,
+        # set explicitly: a plan may be published from another record's handler (its state
+        # came later), and its commands from the control timer, outside any handler.
+        trace = traceparent_of() or record.header("traceparent") or ""
         if self.options.clock == "source":
             if ctx.pending is not None and ctx.latest_state is not None:
                 # its state never came: plan it with the latest rather than never

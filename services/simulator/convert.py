@@ -78,8 +78,10 @@ def control_command(control: VehicleControl) -> ControlCommand:
 def traceparent(run_id: str, vehicle_id: str, camera_id: str, seq: int) -> str:
     """A W3C trace context for one frame: the trace id is derived from the frame's identity.
 
-    Derived rather than random so a lockstep replay carries the same ids; the frame is the
-    root span of the trace that perception, planning and the gate continue.
+    Derived rather than random so a lockstep replay carries the same trace id; the frame is
+    the root of the trace that perception, planning and the gate continue. Its span is never
+    exported: the publish span is its child, so the header on the wire keeps this trace id
+    with the publish span's (random) id.
     """
     digest = hashlib.sha256(f"{run_id}/{vehicle_id}/{camera_id}/{seq}".encode()).hexdigest()
     return f"00-{digest[:32]}-{digest[32:48]}-01"
