@@ -52,6 +52,7 @@ def scorecard_row(scenario: str, vehicle: dict[str, Any]) -> dict[str, Any]:
     """One scenario's line of the scorecard."""
     return {"name": scenario, "vehicle_id": vehicle["vehicle_id"],
             "collision": vehicle["collision"], "impact_speed_mps": vehicle["impact_speed_mps"],
+            "collision_t_s": vehicle.get("collision_t_s"),
             "min_ttc_s": vehicle["min_ttc_s"], "min_distance_m": vehicle["min_distance_m"],
             "progress": vehicle["progress"], "max_decel_mps2": vehicle["max_decel_mps2"],
             "max_jerk_mps3": vehicle["max_jerk_mps3"],
@@ -133,13 +134,30 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
                 await asyncio.wait_for(recorder_task, timeout=30)
     rows = [scorecard_row(r["scenario"], v) for r in results for v in r["vehicles"]]
     service = perception.perception  # type: ignore[attr-defined]
-    return {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
-            "totals": totals(rows), "created_ns": time.time_ns(),
-            "perception": {"model_version": service.detector.model_version,
-                           "frames_dropped": service.dropped_total,
-                           "batch_size_mean": round(sum(service.batch_sizes) /
-                                                    max(1, len(service.batch_sizes)), 2)},
-            "files": {"summary": "summary.json",
-                      "recording": "recording.mcap" if record else None,
-                      "audit": "audit.db"}}
+    summary = {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
+               "totals": totals(rows), "created_ns": time.time_ns(),
+               "perception": {"model_version": service.detector.model_version,
+                              "frames_dropped": service.dropped_total,
+                              "batch_size_mean": round(sum(service.batch_sizes) /
+                                                       max(1, len(service.batch_sizes)), 2)},
+               "files": {"summary": "summary.json",
+                         "recording": "recording.mcap" if record else None,
+                         "audit": "audit.db"}}
+    if record:
+        await write_run_report(out_dir, summary, progress)
+    return summary
+
+
+async def write_run_report(out_dir: Path, summary: dict[str, Any],
+                           progress: Progress | None = None) -> None:
+    """Write report.html beside the recording; a failure is logged, never fatal to the run."""
+    try:
+        # Imported here: a broken plotting or video stack must not stop `roadstream run`.
+        from services.report import write_report
+
+        await asyncio.to_thread(write_report, out_dir, summary=summary, progress=progress)
+    except Exception as exc:  # the run's results stand without their report
+        log.warning("run report not written: %s: %s", type(exc).__name__, exc)
+    else:
+        summary["files"]["report"] = "report.html"
 

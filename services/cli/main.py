@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import audit, bench, infra, perception_cmds, record, run, sim
+from services.cli import audit, bench, infra, perception_cmds, record, report, run, sim
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parsers(sub)
     audit.add_parsers(sub)
     perception_cmds.add_parsers(sub)
+    report.add_parsers(sub)
     return parser
 
 
