@@ -85,14 +85,19 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
         "torch_threads": settings.torch_threads or 1})
     torch.set_num_threads(run_settings.torch_threads)
     lockstep = clock == "lockstep"
+    # This run's consumer groups are new: they start at the topics' ends, not at the history
+    # of earlier runs on the same cluster, which they would otherwise work through first.
+    fresh: dict[str, Any] = {"start_from": "latest"}
     perception = build_perception(run_settings, bootstrap, options=PerceptionSettings(
-        latency_budget_ms=None if lockstep else PerceptionSettings().latency_budget_ms))
+        latency_budget_ms=None if lockstep else PerceptionSettings().latency_budget_ms), **fresh)
     planning = build_planning(run_settings, bootstrap,
-                              options=PlanningSettings(clock="source" if lockstep else "wall"))
+                              options=PlanningSettings(clock="source" if lockstep else "wall"),
+                              **fresh)
     monitor = build_monitor(run_settings, bootstrap)
     audit = build_audit(run_settings, bootstrap,
-                        options=AuditSettings(url=f"sqlite:///{(out_dir / 'audit.db').resolve()}"))
-    simulator = ServiceFrame("simulator", run_settings, bootstrap, run_id=run_id)
+                        options=AuditSettings(url=f"sqlite:///{(out_dir / 'audit.db').resolve()}"),
+                        **fresh)
+    simulator = ServiceFrame("simulator", run_settings, bootstrap, run_id=run_id, **fresh)
     current: list[ScenarioStreamer] = []
     async def on_control(rec: Record) -> None:
         if current:
@@ -110,7 +115,7 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
     await asyncio.gather(*(s.start() for s in services))
     try:
         assigned = await asyncio.gather(*(s.wait_assigned(60)
-                                          for s in (perception, planning, simulator)))
+                                          for s in (perception, planning, audit, simulator)))
         if not all(assigned):
             log.warning("main job: some consumers got no partitions within 60 s; going on")
         if recorder_task is not None:

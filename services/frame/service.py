@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -82,8 +83,14 @@ class ServiceFrame:
 
     def __init__(self, name: str, settings: Settings, bootstrap: str, *,
                  registry: CollectorRegistry | None = None, run_id: str = "",
-                 broker: KafkaBroker | None = None) -> None:
+                 broker: KafkaBroker | None = None, start_from: str = "earliest") -> None:
         self.name = name
+        # Where a consumer group without committed offsets starts: "earliest" (a service that
+        # must not miss what was published before it joined) or "latest" (a fresh group of one
+        # run, e.g. the main job's, which must not work through older runs' history first).
+        if start_from not in {"earliest", "latest"}:
+            raise ValueError(f"start_from must be 'earliest' or 'latest', not {start_from!r}")
+        self.start_from = start_from
         self.settings = settings
         self.run_id = run_id
         self.registry = registry or CollectorRegistry()
@@ -142,6 +149,7 @@ class ServiceFrame:
         def decorate(handler: Handler) -> Handler:
             kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
                       if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
+            kwargs["auto_offset_reset"] = self.start_from
             kwargs.update(subscriber_kwargs)
 
             # No body parameter: FastStream must not decode the value; bad bytes are ours to
@@ -173,6 +181,7 @@ class ServiceFrame:
         def decorate(handler: BatchHandler) -> BatchHandler:
             kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
                       if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
+            kwargs["auto_offset_reset"] = self.start_from
             kwargs.update(subscriber_kwargs)
 
             async def guarded(msg: KafkaMessage) -> None:
@@ -269,13 +278,24 @@ class ServiceFrame:
         """Wait until every subscriber's consumer has joined its group and holds partitions.
 
         A consumer group takes seconds to form; callers that must not miss the first messages
-        (tests, the main job) wait for it. Returns False when the timeout passes.
+        (tests, the main job) wait for it. The start positions are resolved too, so that with
+        ``start_from="latest"`` a message published after this returns is not skipped.
+        Returns False when the timeout passes.
         """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            consumers = [getattr(sub, "consumer", None) for sub in self.broker.subscribers]
-            if all(c is not None and c.assignment() for c in consumers):
-                return True
+            found = [getattr(sub, "consumer", None) for sub in self.broker.subscribers]
+            consumers = [c for c in found if c is not None and c.assignment()]
+            if len(consumers) == len(found):
+                try:
+                    for c in consumers:
+                        for tp in c.assignment():
+                            await asyncio.wait_for(c.position(tp),
+                                                   max(deadline - time.monotonic(), 0.01))
+                except (TimeoutError, KafkaError) as exc:  # a rebalance moved it: look again
+                    log.debug("position not resolved yet: %s", exc)
+                else:
+                    return True
             await asyncio.sleep(0.05)
         return False
 

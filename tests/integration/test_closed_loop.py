@@ -14,7 +14,10 @@ from services.settings import Settings
 from tests.kafka_helpers import collect, header
 
 pytestmark = pytest.mark.integration
-SCENARIOS = ["ccrs_30kph", "free_cruise"]
+# A car stands in the ego lane 35 m (25 m) ahead: without braking the ego hits it within the
+# scenario, so "no collision" shows that the loop saw it and stopped.
+SCENARIOS = [str(Path(__file__).parents[1] / "fixtures" / "scenarios" / f"short_stop_{kph}kph.yaml")
+             for kph in (30, 20)]
 
 
 def command_fields(value: bytes) -> tuple[Any, ...]:
@@ -31,14 +34,14 @@ async def control_stream(bootstrap: str, run_id: str, expected: int) -> list[tup
     return sorted((json.loads(r.value)["run_id"], *command_fields(r.value)) for r in records)
 
 
-async def test_lockstep_closed_loop_is_deterministic_and_traced(kafka_bootstrap: str,
-                                                               unique: str, tmp_path: Path) -> None:
+async def test_lockstep_closed_loop_is_deterministic_and_traced(
+        kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
     summaries, streams = [], []
     for attempt in ("a", "b"):
         run_id = f"{unique}{attempt}"
         summary = await run_main_job(Settings(), kafka_bootstrap, scenarios=SCENARIOS,
                                      clock="lockstep", speed=1.0, run_id=run_id,
-                                     out_dir=tmp_path / run_id, record=False, duration_s=3.0)
+                                     out_dir=tmp_path / run_id, record=False)
         frames = sum(r["frames"] for r in summary["scenarios"])
         stream = await control_stream(kafka_bootstrap, run_id, frames)
         summaries.append(summary)
@@ -46,7 +49,8 @@ async def test_lockstep_closed_loop_is_deterministic_and_traced(kafka_bootstrap:
     a, b = summaries
     for row in a["scenarios"] + b["scenarios"]:
         assert row["control_timeouts"] == 0
-        assert row["frames"] > 0
+        assert row["frames"] == 140  # 7 s at 20 Hz: the whole scenario
+        assert not row["collision"], row
     assert len(streams[0]) == sum(r["frames"] for r in a["scenarios"])
     diverge = next((i for i, (x, y) in enumerate(zip(*streams, strict=True)) if x != y), None)
     assert diverge is None, (diverge, streams[0][max(0, diverge - 1): diverge + 2],
