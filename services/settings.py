@@ -210,20 +210,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise SettingsError(_one_line(exc)) from None
+        raise SettingsError(invalid_setting_line(exc)) from None
     finally:
         _CONFIG_FILE = None
 
 
-def _one_line(exc: ValidationError) -> str:
+def invalid_setting_line(exc: ValidationError, prefix: str = ENV_PREFIX,
+                         secret_fields: frozenset[str] = _SECRET_FIELDS) -> str:
+    """One line naming each invalid variable (``prefix`` + field) and why; secrets not shown.
+
+    Every settings class (shared and per service) reports its errors through this.
+    """
     parts = []
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         msg = err["msg"].removeprefix("Value error, ")
         if loc:
-            name = ENV_PREFIX + loc[0].upper()
+            name = prefix + loc[0].upper()
             value = err.get("input")
-            secret = loc[0] in _SECRET_FIELDS
+            secret = loc[0] in secret_fields
             shown = f"={value!r}" if isinstance(value, str | int | float) and not secret else ""
             parts.append(f"{name}{shown}: {msg}")
         else:

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.settings import SettingsError
+from services.settings import SettingsError, invalid_setting_line
 
 
 class AuditSettings(BaseSettings):
@@ -34,6 +34,5 @@ def load_audit_settings(**overrides: Any) -> AuditSettings:
     try:
         return AuditSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        parts = [f"ROADSTREAM_AUDIT_{'.'.join(str(p) for p in e['loc']).upper()}: "
-                 f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()]
-        raise SettingsError("invalid setting " + "; ".join(parts)) from None
+        # the URL may carry a database password
+        raise SettingsError(invalid_setting_line(exc, "ROADSTREAM_AUDIT_", frozenset({"url"}))) from None

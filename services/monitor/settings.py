@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.messages import TOPICS
-from services.settings import SettingsError
+from services.settings import SettingsError, invalid_setting_line
 
 ENV_PREFIX = "ROADSTREAM_MONITOR_"
 
@@ -115,8 +115,4 @@ def load_monitor_settings(**overrides: object) -> MonitorSettings:
     try:
         return MonitorSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else "monitor settings"
-            parts.append(f"{name}: {err['msg'].removeprefix('Value error, ')}")
-        raise SettingsError("invalid setting " + "; ".join(parts)) from None
+        raise SettingsError(invalid_setting_line(exc, ENV_PREFIX)) from None
