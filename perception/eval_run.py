@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from perception.architectures import build_from_spec
-from perception.checkpoint import load_checkpoint
+from perception.checkpoint import DEFAULT_SCORE_THRESH, load_checkpoint
 from perception.data_memory import MemoryDataset, load_split
 from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
 from perception.detections import Detections
@@ -29,8 +29,13 @@ from perception.evaluation import GroundTruth, evaluate_detections
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ssdlite_sim.pt"
 DEFAULT_HELDOUT_IMAGES = 300
 IGNORE_IOA = 0.5
-REFERENCE_SCORE_THRESH = 0.3  # the service's default score threshold
-SCORE_BINS = np.round(np.arange(0.3, 1.0001, 0.05), 2)
+SCORE_BIN_WIDTH = 0.05
+
+
+def score_bins(thresh: float) -> np.ndarray:
+    """Histogram edges from the bin edge at or below ``thresh`` to 1.0, 0.05 wide."""
+    start = np.floor(thresh / SCORE_BIN_WIDTH + 1e-9) * SCORE_BIN_WIDTH
+    return np.round(np.arange(start, 1.0 + 1e-4, SCORE_BIN_WIDTH), 2)
 
 
 def predict(
@@ -95,18 +100,23 @@ def detection_metrics(data: MemoryDataset, preds: list[Detections]) -> dict[str,
     }
 
 
-def score_reference(preds: list[Detections], thresh: float = REFERENCE_SCORE_THRESH) -> dict[str, Any]:
-    """Distribution of detection scores ≥ ``thresh`` and of per-frame counts (drift reference)."""
+def score_reference(preds: list[Detections], thresh: float = DEFAULT_SCORE_THRESH) -> dict[str, Any]:
+    """Distribution of detection scores ≥ ``thresh`` and of per-frame counts (drift reference).
+
+    ``thresh`` should be the score the service runs at (the weights' operating score), so
+    that the monitor compares like with like.
+    """
+    bins = score_bins(thresh)
     scores = np.concatenate([p.scores[p.scores >= thresh] for p in preds]) if preds else np.zeros(0)
     counts = np.array([int((p.scores >= thresh).sum()) for p in preds])
-    hist, _ = np.histogram(scores, bins=SCORE_BINS)
+    hist, _ = np.histogram(scores, bins=bins)
     qs = [0.05, 0.25, 0.5, 0.75, 0.95]
     max_count = int(counts.max()) if counts.size else 0
     return {
         "score_thresh": thresh,
         "frames": len(preds),
         "detections": int(scores.size),
-        "score_bins": [float(v) for v in SCORE_BINS],
+        "score_bins": [float(v) for v in bins],
         "score_hist": [int(v) for v in hist],
         "score_mean": round(float(scores.mean()), 4) if scores.size else None,
         "score_quantiles": {str(q): round(float(np.quantile(scores, q)), 4) for q in qs}
@@ -122,7 +132,8 @@ def load_model(weights: str | Path, device: torch.device) -> tuple[nn.Module, di
     model = build_from_spec(ckpt.spec)
     model.load_state_dict(ckpt.state_dict)
     info = {"weights": str(weights), "model_version": ckpt.model_version,
-            "arch": ckpt.spec.arch, "image_size": list(ckpt.spec.image_size)}
+            "arch": ckpt.spec.arch, "image_size": list(ckpt.spec.image_size),
+            "operating_point": ckpt.metadata.get("operating_point")}
     return model.to(device).eval(), info
 
 
@@ -167,5 +178,7 @@ def evaluate_weights(
     result = detection_metrics(data, preds)
     result["model"] = info
     result["data"] = str(data_dir) if data_dir is not None else f"rendered test split ({images})"
-    result["score_reference"] = score_reference(preds)
+    point = info.get("operating_point")
+    result["score_reference"] = score_reference(
+        preds, float(point["score"]) if isinstance(point, dict) else DEFAULT_SCORE_THRESH)
     return result

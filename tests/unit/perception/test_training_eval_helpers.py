@@ -58,3 +58,12 @@ def test_score_reference_counts_and_histogram() -> None:
     assert sum(ref["score_hist"]) == 2
     assert ref["count_hist"] == [1, 0, 1]
     assert ref["count_mean"] == 1.0
+
+
+def test_score_reference_bins_start_at_the_operating_score() -> None:
+    preds = [Detections.from_arrays([[0, 0, 1, 1]] * 3, [1, 1, 1], [0.29, 0.26, 0.2])]
+    ref = score_reference(preds, thresh=0.25)
+    assert ref["score_bins"][0] == 0.25
+    assert ref["score_bins"][-1] == 1.0
+    assert sum(ref["score_hist"]) == ref["detections"] == 2  # none falls outside the bins
+    assert score_reference(preds, thresh=0.27)["score_bins"][0] == 0.25
