@@ -64,6 +64,48 @@ def calibrate_batchnorm(model: nn.Module, images: list[torch.Tensor]) -> None:
         m.eval()
 
 
+def time_detect(
+    detector: Detector,
+    frames: Sequence[np.ndarray | torch.Tensor],
+    *,
+    batch_size: int,
+    warmup: int = 2,
+    runs: int = 7,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Seconds of each of ``runs`` timed ``detector.detect`` calls on ``batch_size`` frames.
+
+    Batches cycle through ``frames`` (decoded BGR arrays or RGB uint8 tensors, as
+    ``Detector.detect`` takes them), so a set larger than one batch shows the model different
+    images; ``warmup`` batches run first, untimed. On CUDA the device is synchronised around
+    each timed batch.
+    """
+    if not frames or batch_size < 1:
+        raise ValueError("time_detect needs at least one frame and batch_size >= 1")
+    cuda = detector.device.type == "cuda"
+    start_index = 0
+
+    def next_batch() -> list[np.ndarray | torch.Tensor]:
+        nonlocal start_index
+        batch = [frames[(start_index + i) % len(frames)] for i in range(batch_size)]
+        start_index = (start_index + batch_size) % len(frames)
+        return batch
+
+    for _ in range(warmup):
+        detector.detect(next_batch())
+    times = []
+    for _ in range(runs):
+        batch = next_batch()
+        if cuda:
+            torch.cuda.synchronize(detector.device)
+        start = clock()
+        detector.detect(batch)
+        if cuda:
+            torch.cuda.synchronize(detector.device)
+        times.append(clock() - start)
+    return times
+
+
 def benchmark_detector(
     arch: str,
     *,
@@ -89,18 +131,8 @@ def benchmark_detector(
     frames = [rng.integers(0, 256, (*input_hw, 3), dtype=np.uint8) for _ in range(batch_size)]
     calibrate_batchnorm(model, [torch.rand(3, *input_hw) for _ in range(2)])
     detector = Detector(model, device=device, score_thresh=score_thresh)
-    cuda = detector.device.type == "cuda"
-    for _ in range(warmup):
-        detector.detect(frames)
-    times = []
-    for _ in range(runs):
-        if cuda:
-            torch.cuda.synchronize(detector.device)
-        start = clock()
-        detector.detect(frames)
-        if cuda:
-            torch.cuda.synchronize(detector.device)
-        times.append(clock() - start)
+    times = time_detect(detector, frames, batch_size=batch_size, warmup=warmup, runs=runs,
+                        clock=clock)
     median_s = statistics.median(times)
     return BenchResult(
         arch=arch,

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from planning.bench import bench_planner
 from services.bench.machine import machine_info
+from services.bench.perception import BenchOptions, bench_perception
 from services.bench.sim import bench_sim
 from services.broker.embedded import kafka
 from services.cli.common import emit, run_async, settings_from
+from services.cli.progress import ScenarioProgress, progress_bar
 from simulators.library import DEFAULT_SCENARIO
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+        return value
+    return parse
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -53,6 +69,26 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     pl.add_argument("--json", action="store_true", help="machine-readable output")
     pl.set_defaults(func=cmd_bench_planner)
 
+    pe = bsub.add_parser(
+        "perception", help="perception: bare model vs pipeline fps, efficiency, latency at 70%% load",
+        description="In one run: decode rate, bare-model fps at batch 1, 2, 4, 8, one broker hop, "
+                    "the pipeline's fps through the broker (the real service in its own process "
+                    "draining a backlog), efficiency = pipeline fps / bare fps at the batch size "
+                    "it used, and end-to-end latency p50/p99 at 70%% of the pipeline's rate.")
+    pe.add_argument("--weights", type=Path, default=None,
+                    help="detector checkpoint (default: the service's, ROADSTREAM_PERCEPTION_WEIGHTS)")
+    pe.add_argument("--threads", type=_positive(int), default=None,
+                    help="torch threads (default: as the service: ROADSTREAM_TORCH_THREADS, else the "
+                         "usable cores but one)")
+    pe.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                    help="model device (default: ROADSTREAM_DEVICE)")
+    pe.add_argument("--duration", type=_positive(float), default=15.0,
+                    help="pipeline window and paced-load time, each [s] (15)")
+    pe.add_argument("--runs", type=_positive(int), default=5,
+                    help="timed runs of decode and of each batch size (5)")
+    pe.add_argument("--json", action="store_true", help="machine-readable output")
+    pe.set_defaults(func=cmd_bench_perception)
+
 
 def cmd_bench_planner(args: argparse.Namespace) -> int:
     """Run the planner benchmark."""
@@ -83,4 +119,75 @@ def cmd_bench_sim(args: argparse.Namespace) -> int:
                      f"(render + encode + publish, 1 core; runs {r['fps_runs']}, "
                      f"{r['jpeg_kib_mean']} KiB/frame)" for r in result["results"])
     emit(result, as_json=args.json, text=text + f"\nmachine: {result['machine']['cpu']}")
+    return 0
+
+
+def _stage_progress() -> Any:
+    """A progress callback: bars on a terminal, one line per stage otherwise."""
+    if sys.stderr.isatty():
+        return None
+    seen: set[str] = set()
+
+    def report(stage: str, fraction: float) -> None:
+        if stage not in seen:
+            seen.add(stage)
+            sys.stderr.write(f"bench perception: {stage} …\n")
+            sys.stderr.flush()
+
+    return report
+
+
+def _by_batch(values: dict[Any, float], batch: int) -> float:
+    return values[batch] if batch in values else values[str(batch)]  # str keys once read from JSON
+
+
+def perception_text(r: dict[str, Any]) -> str:
+    """The perception benchmark as a readable table."""
+    s, goals, eff_batch = r["settings"], r["goals"], r["efficiency_batch_size"]
+    rows = [(f"decode ({'GPU' if 'cuda' in s['device'] else 'OpenCV'}, JPEG {s['width']}x{s['height']})",
+             f"{r['decode_fps']:.0f} frames/s", f"{r['floor_parts_ms']['decode']:.2f} ms/frame")]
+    for b, fps in r["bare_model_fps"].items():
+        rows.append((f"bare model, batch {b}", f"{fps:.2f} frames/s", f"{1e3 * int(b) / fps:.0f} ms/batch"))
+    rows += [
+        (f"broker hop (median of {s['hops']})", f"{r['hop_ms']:.2f} ms", ""),
+        ("single-frame floor", f"{r['floor_ms']:.1f} ms", "decode + model at batch 1 + 2 hops"),
+        (f"pipeline ({r['backlog_frames']} frames queued)", f"{r['pipeline_fps']:.2f} frames/s",
+         f"mean batch {r['pipeline_batch_mean']:.2f}, {r['pipeline_frames']} frames in "
+         f"{r['pipeline_window_s']:.1f} s"),
+        ("pipeline time per batch", f"{r['pipeline_batch_period_ms']:.0f} ms",
+         f"of which model {r['pipeline_infer_ms_mean']:.0f} ms (bare, batch {eff_batch}: "
+         f"{_by_batch(r['bare_model_ms_per_batch'], eff_batch):.0f} ms)"),
+        ("efficiency", f"{r['efficiency']:.3f}",
+         f"vs bare batch {r['efficiency_batch_size']}; goal {goals['efficiency']['goal']}: "
+         f"{'met' if goals['efficiency']['met'] else 'NOT met'}"),
+        (f"latency at {s['load']:.0%} load ({r['offered_fps']:.2f} frames/s)",
+         f"p50 {r['latency_ms']['p50']:.0f} ms", f"p99 {r['latency_ms']['p99']:.0f} ms "
+         f"(n {r['latency_ms']['n']}); goal p99 <= {goals['p99_latency']['limit_ms']:.0f} ms: "
+         f"{'met' if goals['p99_latency']['met'] else 'NOT met'}"),
+    ]
+    width = max(len(a) for a, _, _ in rows)
+    head = (f"perception: {s['model_version']} on {s['device']}, {s['torch_threads']} torch threads, "
+            f"{s['broker']} broker, max batch {s['max_batch_size']}")
+    body = "\n".join(f"  {a:<{width}}  {b:>16}  {c}" for a, b, c in rows)
+    return f"{head}\n{body}\nmachine: {r['machine']['cpu']}, load average {r['load_avg_1m']}"
+
+
+def cmd_bench_perception(args: argparse.Namespace) -> int:
+    """Run the perception benchmark."""
+    settings = settings_from(args)
+    if settings.embedded:  # the embedded broker is plaintext on loopback
+        settings = settings.model_copy(update={"security_protocol": "PLAINTEXT"})
+    opts = BenchOptions(weights=args.weights, device=args.device, threads=args.threads,
+                        duration_s=args.duration, runs=args.runs)
+
+    async def go() -> dict[str, Any]:
+        async with kafka(settings) as bootstrap:
+            plain = _stage_progress()
+            if plain is not None:
+                return await bench_perception(settings, bootstrap, opts, plain)
+            with progress_bar("roadstream bench perception") as bar:
+                return await bench_perception(settings, bootstrap, opts, ScenarioProgress(bar))
+
+    result = run_async(go())
+    emit(result, as_json=args.json, text="" if args.json else perception_text(result))
     return 0

@@ -9,6 +9,7 @@ the batch's results are published.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from perception.checkpoint import load_detector
 from perception.detector import Detector
 from perception.pipeline import CameraPerception, PerceivedObject
 from perception.ranging import Calibration as RangingCalibration
+from perception.tracking import TrackerConfig
 from services.frame.delivery import Record
 from services.frame.events import safety_event
 from services.frame.service import ServiceFrame
@@ -35,8 +37,8 @@ from services.messages import (
     Vec2,
     Vec3,
 )
-from services.perception.decode import FrameError, decode_frame
-from services.perception.settings import PerceptionSettings
+from services.perception.decode import Image, decode_frames, gpu_decode_device
+from services.perception.settings import PerceptionSettings, model_threads
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,10 @@ class PerceptionService:
         self.detector = detector
         self.options = options
         self.cameras: dict[str, CameraPerception] = {}
+        # On CUDA, JPEGs are decoded on the GPU next to the model; on a CPU, with OpenCV.
+        self.jpeg_device = gpu_decode_device(detector.device)
+        # Track thresholds follow the weights' calibrated operating score, not a constant.
+        self.tracker_config = TrackerConfig.at_operating_score(detector.operating_score)
         registry = frame.registry
         self.dropped = Counter("roadstream_frames_dropped_total", "Frames dropped on purpose",
                                ["camera", "reason"], registry=registry)
@@ -84,28 +90,29 @@ class PerceptionService:
         key = f"{meta.run_id}/{meta.key.decode()}"  # a new run starts fresh tracks
         cam = self.cameras.get(key)
         if cam is None or cam.calibration.width != meta.calibration.width:
-            cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()))
+            cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()),
+                                   tracker_config=self.tracker_config)
             self.cameras[key] = cam
         return cam
 
     async def handle(self, records: list[Record]) -> None:
         """Process one micro-batch."""
         arrived_ns = time.time_ns()
-        frames: list[tuple[Record, FrameMeta, np.ndarray, float]] = []
-        for record in records:
-            t0 = time.perf_counter_ns()
-            try:
-                meta, image = decode_frame(record, max_bytes=self.options.max_frame_bytes,
-                                           max_pixels=self.options.max_pixels)
-            except FrameError as exc:
-                await self.frame.dead_letter(CAMERA_FRAMES, record, exc)
+        frames: list[tuple[Record, FrameMeta, Image, float]] = []
+        for item in decode_frames(records, max_bytes=self.options.max_frame_bytes,
+                                  max_pixels=self.options.max_pixels, jpeg_device=self.jpeg_device):
+            record, meta, image = item.record, item.meta, item.image
+            if item.error is not None:
+                await self.frame.dead_letter(CAMERA_FRAMES, record, item.error)
                 continue
+            assert meta is not None  # a Decoded holds an error, or its meta and image
+            assert image is not None
             age_ms = (arrived_ns - meta.capture_ns) * MS
             budget = self.options.latency_budget_ms
             if budget is not None and age_ms > budget:
                 await self.drop(record, meta, age_ms)
                 continue
-            frames.append((record, meta, image, (time.perf_counter_ns() - t0) * MS))
+            frames.append((record, meta, image, item.decode_ms))
         if not frames:
             return
         t0 = time.perf_counter_ns()
@@ -113,7 +120,8 @@ class PerceptionService:
         infer_ms = (time.perf_counter_ns() - t0) * MS
         self.batch_sizes.append(len(frames))
         self.stage.labels("infer").observe(infer_ms / 1e3)
-        for (_, meta, _, decode_ms), dets in zip(frames, detections, strict=True):
+        results: list[tuple[Record, FrameMeta, PerceptionObjects, float, float]] = []
+        for (record, meta, _, decode_ms), dets in zip(frames, detections, strict=True):
             t1 = time.perf_counter_ns()
             objects = self.camera(meta).update(dets, meta.capture_ns)
             track_ms = (time.perf_counter_ns() - t1) * MS
@@ -126,12 +134,23 @@ class PerceptionService:
                               "decode": round(decode_ms, 3), "infer": round(infer_ms, 3),
                               "track": round(track_ms, 3), "batch_size": float(len(frames))},
                 run_id=meta.run_id)
-            headers = {"traceparent": meta.traceparent} if meta.traceparent else None
-            await self.frame.publish(PERCEPTION_OBJECTS, result, key=meta.key, headers=headers)
+            results.append((record, meta, result, decode_ms, track_ms))
+        # The batch's results go out together and are acknowledged together: one broker round
+        # trip per batch, not one per frame (they are queued in order, so per-camera order holds).
+        await asyncio.gather(*(self.publish(record, meta.key, result, arrived_ns)
+                               for record, meta, result, _, _ in results))
+        for _, meta, _, decode_ms, track_ms in results:
             self.stage.labels("decode").observe(decode_ms / 1e3)
             self.stage.labels("track").observe(track_ms / 1e3)
             self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
             self.frames_done.inc()
+
+    async def publish(self, record: Record, key: bytes, result: PerceptionObjects,
+                      arrived_ns: int) -> None:
+        """Publish one frame's result and wait for its acknowledgement."""
+        # FastStream gives the batch one trace of its own; each result continues its frame's
+        with self.frame.tracing.record_span(record, start_ns=arrived_ns):
+            await self.frame.publish(PERCEPTION_OBJECTS, result, key=key)
 
     async def drop(self, record: Record, meta: FrameMeta, age_ms: float) -> None:
         """Drop a frame over the latency budget on purpose: count it and raise an event."""
@@ -154,7 +173,7 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
         detector = load_detector(options.weights, builder=options.builder,
                                  class_map=options.class_map, device=settings.device,
                                  score_thresh=options.score_thresh,
-                                 num_threads=settings.torch_threads or None)
+                                 num_threads=model_threads(settings))
     frame = ServiceFrame("perception", settings, bootstrap, **frame_kwargs)
     service = PerceptionService(frame, detector, options)
     frame.consume_batch(CAMERA_FRAMES, max_records=options.max_batch_size,

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perception.eval_run import DEFAULT_WEIGHTS as SHIPPED_WEIGHTS
+from services.settings import Settings
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def model_threads(settings: Settings) -> int:
+    """torch threads for the detector: ``ROADSTREAM_TORCH_THREADS``, else every usable core but one.
+
+    The spare core runs the Kafka client, the event loop and JPEG decoding; when torch's
+    threads share it they wait on each other at every parallel region (`roadstream bench
+    perception` on 2 cores: 1 thread serves as many frames as 2, at 0.95 of the bare model's
+    rate against 0.79; docs/benchmarks.md).
+    """
+    return settings.torch_threads or max(1, usable_cores() - 1)
 
 
 class PerceptionSettings(BaseSettings):
@@ -19,7 +39,9 @@ class PerceptionSettings(BaseSettings):
     builder: str | None = Field(default=None, description="torchvision builder name for foreign "
                                 "weights (e.g. fasterrcnn_resnet50_fpn); None = our checkpoint.")
     class_map: Path | None = Field(default=None, description="YAML/JSON {their id: our class}.")
-    score_thresh: float = Field(default=0.4, ge=0, le=1)
+    score_thresh: float | None = Field(
+        default=None, ge=0, le=1, description="Detector score floor; None = what the tracker needs at the "
+        "weights' calibrated operating score (perception.operating_point).")
     max_batch_size: int = Field(default=4, ge=1, le=64, description="Frames per model batch.")
     max_wait_ms: float = Field(default=5.0, ge=0, le=1000,
                                description="Longest poll for a batch when none is waiting [ms].")
