@@ -22,9 +22,6 @@ import statistics
 import sys
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from services.broker.clients import client_kwargs
 from services.messages import CAMERA_FRAMES
 from services.perception.service import build
 from services.perception.settings import PerceptionSettings
@@ -39,31 +36,14 @@ def say(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def start_group_at_end(settings: Settings, bootstrap: str, group_id: str) -> None:
-    """Commit the current end offsets of `camera.frames` for ``group_id`` (before it joins)."""
-    consumer = AIOKafkaConsumer(**client_kwargs(settings, bootstrap, "bench-offsets"),
-                                group_id=group_id, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(CAMERA_FRAMES.name) or set()
-        tps = [TopicPartition(CAMERA_FRAMES.name, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        if ends:
-            await consumer.commit(dict(ends.items()))
-    finally:
-        await consumer.stop()
-
-
 async def serve(config: dict[str, Any]) -> None:
     """Build, start, report ready, serve until stdin closes, stop, report batch statistics."""
     settings = Settings(**config["settings"])
     options = PerceptionSettings(**config["options"])
     bootstrap = str(config["bootstrap"])
-    frame = build(settings, bootstrap, options=options)
+    frame = build(settings, bootstrap, options=options, start_from="latest")
     service = frame.perception  # type: ignore[attr-defined]
     group = frame.topic_group(CAMERA_FRAMES)
-    await start_group_at_end(settings, bootstrap, group)
     await frame.start()
     try:
         if not await frame.wait_assigned(60):
