@@ -54,13 +54,15 @@ def build_detector(
     """Build a detector from torchvision classes, randomly initialised, never downloading.
 
     Args:
-        arch: one of ``ARCHS``: ``ssdlite`` (SSDlite MobileNetV3-Large), ``fasterrcnn_mbv3``
+        arch: one of ``ARCHS``: ``fcos_dense`` (FCOS on a dense residual backbone, the shipped
+            one), ``ssdlite`` (SSDlite MobileNetV3-Large), ``fasterrcnn_mbv3``
             (Faster R-CNN MobileNetV3-Large FPN), ``fcos_mbv3`` (FCOS, MobileNetV3 FPN).
         num_classes: classes including background (5 for ours).
         image_size: (h, w) [px] the model resizes every input to.
         score_thresh, nms_thresh, detections_per_img: the model's post-processing.
         extra: arch-specific knobs (``min_ratio``/``max_ratio`` for SSDlite default boxes,
-            ``fpn_channels`` (a multiple of 32)/``head_convs`` for FCOS, ``topk_candidates``).
+            ``fpn_channels`` (a multiple of 32)/``head_convs`` for FCOS, ``widths``/``blocks``
+            for the dense backbone, ``topk_candidates``).
 
     Returns the model in eval mode; its input/output contract is in the module docstring
     (list of ``[3, H, W]`` RGB [0, 1] tensors → dicts of ``boxes`` xyxy px, ``labels``,

@@ -95,6 +95,30 @@ def test_builder_rejects_unknown_arch_and_tiny_sizes() -> None:
         build_detector(image_size=(16, 640))
 
 
+def test_dense_backbone_halves_the_size_at_each_stage() -> None:
+    from perception.architectures import dense_backbone
+
+    net = dense_backbone((8, 16, 24, 32, 40), (0, 1, 0, 1, 2))
+    x = torch.rand(1, 3, 64, 96)
+    shapes = []
+    for stage in net.children():
+        x = stage(x)
+        shapes.append(tuple(x.shape[1:]))
+    assert shapes == [(8, 32, 48), (16, 16, 24), (24, 8, 12), (32, 4, 6), (40, 2, 3)]
+    with pytest.raises(ValueError, match="5 widths"):
+        dense_backbone((8, 16), (0, 0))
+
+
+def test_fcos_dense_knobs_reach_the_model() -> None:
+    model = build_detector(arch="fcos_dense", image_size=(64, 96), widths=[8, 16, 24, 32, 48],
+                           fpn_channels=32, head_convs=2)
+    body = model.backbone.body
+    assert [int(m.out_channels) for m in model.backbone.fpn.inner_blocks.modules()
+            if isinstance(m, nn.Conv2d)] == [32, 32, 32]
+    assert isinstance(body.stage5[0], nn.Module)
+    assert len(model.head.classification_head.conv) == 2 * 3  # conv, GroupNorm, ReLU per layer
+
+
 def test_spec_round_trips_through_a_dict() -> None:
     spec = DetectorSpec(arch="fcos_mbv3", image_size=(96, 160), extra={"fpn_channels": 64})
     assert DetectorSpec.from_dict(spec.to_dict()) == spec
