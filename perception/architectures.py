@@ -143,31 +143,8 @@ def _fcos_mbv3(spec: DetectorSpec) -> nn.Module:
     strided = [i for i, block in enumerate(features) if getattr(block, "_is_cn", False)]
     taps = [strided[2] - 1, strided[3] - 1, len(features) - 1]
     in_channels = [_out_channels(features[i]) for i in taps]
-    backbone = BackboneWithFPN(
-        features,
-        {str(idx): str(level) for level, idx in enumerate(taps)},
-        in_channels,
-        fpn_channels,
-        extra_blocks=LastLevelMaxPool(),
-    )
-    anchors = AnchorGenerator(((8,), (16,), (32,), (64,)), ((1.0,),) * 4)
-    h, w = spec.image_size
-    model = FCOS(
-        backbone,
-        spec.num_classes,
-        min_size=min(h, w),
-        max_size=max(h, w),
-        anchor_generator=anchors,
-        head=FCOSHead(fpn_channels, 1, spec.num_classes, num_convs=head_convs),
-        score_thresh=spec.score_thresh,
-        nms_thresh=spec.nms_thresh,
-        detections_per_img=spec.detections_per_img,
-        topk_candidates=int(spec.extra.get("topk_candidates", 300)),
-    )
-    model.transform = _fixed_transform(
-        spec.image_size, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
-    )
-    return model
+    layers = {str(idx): str(level) for level, idx in enumerate(taps)}
+    return _fcos_on(features, layers, in_channels, spec, fpn_channels, head_convs)
 
 
 DENSE_WIDTHS: tuple[int, ...] = (16, 32, 64, 128, 192)  # channels at strides 2, 4, 8, 16, 32
@@ -205,13 +182,15 @@ def _fcos_dense(spec: DetectorSpec) -> nn.Module:
     blocks = tuple(int(v) for v in spec.extra.get("blocks", DENSE_BLOCKS))
     fpn_channels = int(spec.extra.get("fpn_channels", 64))
     head_convs = int(spec.extra.get("head_convs", 1))
-    backbone = BackboneWithFPN(
-        dense_backbone(widths, blocks),
-        {"stage3": "0", "stage4": "1", "stage5": "2"},
-        list(widths[2:]),
-        fpn_channels,
-        extra_blocks=LastLevelMaxPool(),
-    )
+    return _fcos_on(dense_backbone(widths, blocks), {"stage3": "0", "stage4": "1", "stage5": "2"},
+                    list(widths[2:]), spec, fpn_channels, head_convs)
+
+
+def _fcos_on(body: nn.Module, layers: dict[str, str], in_channels: list[int], spec: DetectorSpec,
+             fpn_channels: int, head_convs: int) -> nn.Module:
+    """FCOS on ``body``'s ``layers`` (strides 8, 16, 32) with an FPN plus a max-pooled stride 64."""
+    backbone = BackboneWithFPN(body, layers, in_channels, fpn_channels,
+                               extra_blocks=LastLevelMaxPool())
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,)), ((1.0,),) * 4)
     h, w = spec.image_size
     model = FCOS(
