@@ -74,7 +74,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         description="In one run: decode rate, bare-model fps at batch 1, 2, 4, 8, one broker hop, "
                     "the pipeline's fps through the broker (the real service in its own process "
                     "draining a backlog), efficiency = pipeline fps / bare fps at the batch size "
-                    "it used, and end-to-end latency p50/p99 at 70%% of the pipeline's rate.")
+                    "it used, and end-to-end latency p50/p99 at 70 % of the pipeline's rate.")
     pe.add_argument("--weights", type=Path, default=None,
                     help="detector checkpoint (default: the service's, ROADSTREAM_PERCEPTION_WEIGHTS)")
     pe.add_argument("--threads", type=_positive(int), default=None,
