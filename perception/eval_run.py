@@ -26,7 +26,7 @@ from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
 from perception.detections import Detections
 from perception.evaluation import GroundTruth, evaluate_detections
 
-DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "ssdlite_sim.pt"
+DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "fcos_dense_sim.pt"
 DEFAULT_HELDOUT_IMAGES = 300
 IGNORE_IOA = 0.5
 SCORE_BIN_WIDTH = 0.05
