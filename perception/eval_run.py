@@ -25,6 +25,7 @@ from perception.data_memory import MemoryDataset, load_split
 from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
 from perception.detections import Detections
 from perception.evaluation import GroundTruth, evaluate_detections
+from perception.tracking import ioa_matrix
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "fcos_dense_sim.pt"
 DEFAULT_HELDOUT_IMAGES = 300
@@ -63,14 +64,7 @@ def drop_ignored(det: Detections, ignore: np.ndarray, ioa: float = IGNORE_IOA) -
     """``det`` without the detections whose area lies ≥ ``ioa`` inside an ignore box."""
     if len(det) == 0 or ignore.size == 0:
         return det
-    b = det.boxes.astype(np.float64)
-    x1 = np.maximum(b[:, None, 0], ignore[None, :, 0])
-    y1 = np.maximum(b[:, None, 1], ignore[None, :, 1])
-    x2 = np.minimum(b[:, None, 2], ignore[None, :, 2])
-    y2 = np.minimum(b[:, None, 3], ignore[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
-    keep = (inter / area[:, None]).max(axis=1) < ioa
+    keep = ioa_matrix(det.boxes, ignore).max(axis=1) < ioa
     return Detections(det.boxes[keep], det.class_ids[keep], det.scores[keep])
 
 

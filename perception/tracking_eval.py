@@ -3,8 +3,11 @@
 Each sequence is a library scenario driven open loop with a held-out seed (the test split's
 seed range of the dataset, so no sequence was seen in training), rendered at its camera rate.
 Per frame the detector and `CameraPerception` (tracker + ranging) run as the service runs them;
-ground truth comes from the simulator. Reported: CLEAR-MOT (MOTA) and IDF1 over all sequences,
-and the median relative range error of matched objects within 60 m, overall and per class.
+ground truth comes from the simulator. Objects under 30 % visible or 8 px tall are not asked
+of the tracker; hypotheses on them (and on nothing else) are left out of the score, as the MOT
+benchmarks do with distractors and the detection evaluation with ignore regions. Reported:
+CLEAR-MOT (MOTA) and IDF1 over all sequences, and the median relative range error of matched
+objects within 60 m, overall and per class.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from perception.classes import CLASS_NAMES
 from perception.detector import Detector
 from perception.pipeline import CameraPerception
 from perception.ranging import Calibration
-from perception.tracking import TrackerConfig, iou_matrix
+from perception.tracking import TrackerConfig, ioa_matrix, iou_matrix
 from perception.tracking_metrics import TrackingFrame, evaluate_tracking
+from simulators.ground_truth import GroundTruthObject
 from simulators.library import load_scenario
 from simulators.world import World
 
@@ -31,6 +35,7 @@ MIN_VISIBLE = 0.3  # ground truth less visible than this is not required of the 
 MIN_HEIGHT_PX = 8.0
 RANGE_LIMIT_M = 60.0
 MATCH_IOU = 0.5
+IGNORE_IOA = 0.5  # a hypothesis this much inside an ignored object's box is not scored
 
 
 def _sequence(detector: Detector, name: str, seed: int, seconds: float,
@@ -48,11 +53,18 @@ def _sequence(detector: Detector, name: str, seed: int, seconds: float,
             break
         stamp_ns = round(i * dt * 1e9)
         image = world.render(cam.camera_id)
-        truth = [o for o in world.ground_truth(cam.camera_id).objects
-                 if o.visible_fraction >= MIN_VISIBLE and o.box[3] - o.box[1] >= MIN_HEIGHT_PX]
+        truth: list[GroundTruthObject] = []
+        ignored_list: list[GroundTruthObject] = []
+        for o in world.ground_truth(cam.camera_id).objects:
+            asked = o.visible_fraction >= MIN_VISIBLE and o.box[3] - o.box[1] >= MIN_HEIGHT_PX
+            (truth if asked else ignored_list).append(o)
+        ignored = np.array([o.box for o in ignored_list], dtype=np.float64).reshape(-1, 4)
         objects = perception.update(detector.detect([image])[0], stamp_ns)
         gt_boxes = np.array([o.box for o in truth], dtype=np.float64).reshape(-1, 4)
         hyp_boxes = np.array([o.box for o in objects], dtype=np.float64).reshape(-1, 4)
+        on_ignored = _on_ignored(hyp_boxes, gt_boxes, ignored)
+        objects = [o for o, off in zip(objects, on_ignored, strict=True) if not off]
+        hyp_boxes = hyp_boxes[~on_ignored]
         frames.append(TrackingFrame.from_lists([o.track_id for o in truth], gt_boxes,
                                                [o.track_id for o in objects], hyp_boxes))
         if len(truth) and len(objects):
@@ -65,6 +77,19 @@ def _sequence(detector: Detector, name: str, seed: int, seconds: float,
                         abs(est - gt.range_m) / max(gt.range_m, 1e-6))
         world.step(dt)
     return frames
+
+
+def _on_ignored(hyp: np.ndarray, truth: np.ndarray, ignored: np.ndarray) -> np.ndarray:
+    """Hypotheses on an object the tracker is not asked for (mostly hidden or tiny): area
+    ≥ ``IGNORE_IOA`` inside its box and no truth box at IoU ≥ ``MATCH_IOU``. They count neither
+    as hits nor as false positives, as the MOT benchmarks treat distractors and as the
+    detection evaluation treats ignore regions."""
+    off = np.zeros(len(hyp), dtype=bool)
+    if len(hyp) == 0 or len(ignored) == 0:
+        return off
+    inside = ioa_matrix(hyp, ignored).max(axis=1) >= IGNORE_IOA
+    matched = iou_matrix(truth, hyp).max(axis=0) >= MATCH_IOU if len(truth) else off
+    return inside & ~matched
 
 
 def evaluate_tracking_sequences(detector: Detector, *,

@@ -39,3 +39,20 @@ def test_shipped_weights_track_and_range_as_measured(result: dict) -> None:  # t
     assert result["idf1"] >= MEASURED_IDF1 - 0.1
     assert result["ranging"]["matched_objects"] > 0
     assert result["ranging"]["median_relative_error"] <= MEASURED_RANGE_ERROR + 0.05
+
+
+def test_hypotheses_on_ignored_objects_are_left_out_and_false_positives_stay() -> None:
+    import numpy as np
+
+    from perception.tracking_eval import _on_ignored
+
+    truth = np.array([[100.0, 100.0, 140.0, 130.0]])
+    ignored = np.array([[110.0, 100.0, 170.0, 130.0],  # partly hidden behind the true object
+                        [300.0, 100.0, 320.0, 106.0]])  # tiny, far away
+    hyp = np.array([[101.0, 100.0, 140.0, 131.0],   # on the true object (also inside ignored 0)
+                    [130.0, 101.0, 168.0, 129.0],   # on the hidden one: not scored
+                    [299.0, 99.0, 321.0, 107.0],    # on the tiny one: not scored
+                    [400.0, 100.0, 440.0, 130.0]])  # on nothing: a false positive
+    assert _on_ignored(hyp, truth, ignored).tolist() == [False, True, True, False]
+    assert _on_ignored(hyp, truth, np.zeros((0, 4))).tolist() == [False] * 4
+    assert _on_ignored(hyp, np.zeros((0, 4)), ignored).tolist() == [True, True, True, False]
