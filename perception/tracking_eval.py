@@ -19,6 +19,7 @@ import numpy as np
 
 from perception.classes import CLASS_NAMES
 from perception.detector import Detector
+from perception.eval_run import IGNORE_IOA  # the detection evaluation's ignore rule, reused
 from perception.pipeline import CameraPerception
 from perception.ranging import Calibration
 from perception.tracking import TrackerConfig, ioa_matrix, iou_matrix
@@ -35,7 +36,6 @@ MIN_VISIBLE = 0.3  # ground truth less visible than this is not required of the 
 MIN_HEIGHT_PX = 8.0
 RANGE_LIMIT_M = 60.0
 MATCH_IOU = 0.5
-IGNORE_IOA = 0.5  # a hypothesis this much inside an ignored object's box is not scored
 
 
 def _sequence(detector: Detector, name: str, seed: int, seconds: float,
