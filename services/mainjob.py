@@ -48,9 +48,10 @@ def driving_score(vehicle: dict[str, Any]) -> float:
     return round(100.0 * float(vehicle["progress"]) * penalty, 1)
 
 
-def scorecard_row(scenario: str, vehicle: dict[str, Any]) -> dict[str, Any]:
-    """One scenario's line of the scorecard."""
-    return {"name": scenario, "vehicle_id": vehicle["vehicle_id"],
+def scorecard_row(scenario: str, vehicle: dict[str, Any],
+                  wall_s: float | None = None) -> dict[str, Any]:
+    """One scenario's line of the scorecard; ``wall_s``: the scenario's wall time."""
+    return {"name": scenario, "vehicle_id": vehicle["vehicle_id"], "wall_s": wall_s,
             "collision": vehicle["collision"], "impact_speed_mps": vehicle["impact_speed_mps"],
             "collision_t_s": vehicle.get("collision_t_s"),
             "min_ttc_s": vehicle["min_ttc_s"], "min_distance_m": vehicle["min_distance_m"],
@@ -137,7 +138,7 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
         if recorder_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(recorder_task, timeout=30)
-    rows = [scorecard_row(r["scenario"], v) for r in results for v in r["vehicles"]]
+    rows = [scorecard_row(r["scenario"], v, r["wall_s"]) for r in results for v in r["vehicles"]]
     service = perception.perception  # type: ignore[attr-defined]
     summary = {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
                "totals": totals(rows), "created_ns": time.time_ns(),

@@ -81,7 +81,7 @@ def print_scorecard(summary: dict[str, Any]) -> None:
     """The scorecard as a table on stdout."""
     table = Table(title=f"run {summary['run_id']} ({summary['clock']})")
     for col in ("scenario", "collision", "impact m/s", "min TTC s", "min dist m", "progress",
-                "max decel", "max jerk", "lat dev m", "e2e p50/p99 ms", "score"):
+                "max decel", "max jerk", "lat dev m", "e2e p50/p99 ms", "wall s", "score"):
         table.add_column(col, justify="left" if col == "scenario" else "right")
     for r in summary["scenarios"]:
         lat = r["latency_ms"]
@@ -91,7 +91,7 @@ def print_scorecard(summary: dict[str, Any]) -> None:
                       f"{r['progress']:.0%}", _fmt(r["max_decel_mps2"], ".1f"),
                       _fmt(r["max_jerk_mps3"], ".1f"), _fmt(r["max_lateral_deviation_m"], ".2f"),
                       f"{_fmt(lat['p50'], '.0f')}/{_fmt(lat['p99'], '.0f')}",
-                      f"{r['score']:.0f}")
+                      _fmt(r.get("wall_s"), ".0f"), f"{r['score']:.0f}")
     t = summary["totals"]
     console = Console(width=max(Console().width, 150))
     console.print(table)
