@@ -8,8 +8,8 @@ checkpoint's metadata (``metadata["operating_point"]``). Matching is greedy in s
 image and class, as COCO matches; detections mostly inside an ignore region are left out, as
 in ``perception.eval_run``.
 
-The tracker takes its thresholds from it (``TrackerConfig.at_operating_score``): detections at or above the
-operating score start and extend tracks; lower ones, down to ByteTrack's 0.1 (or half the
+The tracker takes its thresholds from it (``TrackerConfig.at_operating_score``): detections a
+margin above the operating score start and extend tracks; lower ones, down to ByteTrack's 0.1 (or half the
 operating score if that is lower), only extend existing tracks, so that is the detector's floor.
 """
 

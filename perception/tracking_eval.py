@@ -1,7 +1,8 @@
 """Tracking and ranging evaluation on held-out simulator sequences.
 
-Each sequence is a library scenario driven open loop with a held-out seed (the test split's
-seed range of the dataset, so no sequence was seen in training), rendered at its camera rate.
+Each sequence is a library scenario driven open loop with a seed of the dataset's test seed
+range (held out: no sequence was seen in training) or, for tuning the tracker, of its
+validation range (``split="val"``), rendered at its camera rate.
 Per frame the detector and `CameraPerception` (tracker + ranging) run as the service runs them;
 ground truth comes from the simulator. Objects under 30 % visible or 8 px tall are not asked
 of the tracker; hypotheses on them (and on nothing else) are left out of the score, as the MOT
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception.classes import CLASS_NAMES
+from perception.dataset import SPLIT_SEED_BASE
 from perception.detector import Detector
 from perception.eval_run import IGNORE_IOA  # the detection evaluation's ignore rule, reused
 from perception.pipeline import CameraPerception
@@ -31,7 +33,6 @@ from simulators.world import World
 #: Held-out sequences: varied classes, motion and conditions.
 DEFAULT_SEQUENCES: tuple[str, ...] = ("ccrm_50kph", "cut_in", "stop_and_go", "cpna_40kph",
                                       "cbla_30kph", "night_city", "fog_highway", "dusk_commute")
-TEST_SEED_BASE = 2_000_000  # the dataset's held-out seed range
 MIN_VISIBLE = 0.3  # ground truth less visible than this is not required of the tracker
 MIN_HEIGHT_PX = 8.0
 RANGE_LIMIT_M = 60.0
@@ -95,14 +96,21 @@ def _on_ignored(hyp: np.ndarray, truth: np.ndarray, ignored: np.ndarray) -> np.n
 def evaluate_tracking_sequences(detector: Detector, *,
                                 sequences: Sequence[str] = DEFAULT_SEQUENCES,
                                 seconds: float = 8.0,
+                                split: str = "test",
                                 progress: Callable[[int, int], None] | None = None,
                                 ) -> dict[str, Any]:
-    """MOTA, IDF1 and ranging error of `detector` + tracker on held-out sequences."""
+    """MOTA, IDF1 and ranging error of `detector` + tracker on sequences of a seed split.
+
+    ``split``: ``"test"`` (held out, the figures to report) or ``"val"`` (for tuning).
+    """
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', not {split!r}")
     frames: list[TrackingFrame] = []
     errors: dict[str, list[float]] = {}
     per_sequence = {}
     for k, name in enumerate(sequences):
-        seq_frames = _sequence(detector, name, TEST_SEED_BASE + 7919 * (k + 1), seconds, errors)
+        seq_frames = _sequence(detector, name, SPLIT_SEED_BASE[split] + 7919 * (k + 1), seconds,
+                               errors)
         per_sequence[name] = evaluate_tracking(seq_frames).to_dict()
         # offset ids so tracks of different sequences never match each other
         frames += [TrackingFrame(f.gt_ids + 100_000 * k, f.gt_boxes, f.hyp_ids + 100_000 * k,
@@ -120,4 +128,4 @@ def evaluate_tracking_sequences(detector: Detector, *,
     }
     return {"mota": overall["mota"], "idf1": overall["idf1"], "tracking": overall,
             "per_sequence": per_sequence, "ranging": ranging, "sequences": list(sequences),
-            "seconds": seconds, "model_version": detector.model_version}
+            "split": split, "seconds": seconds, "model_version": detector.model_version}

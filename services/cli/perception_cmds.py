@@ -60,6 +60,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
                    help="with --tracking: scenarios to run (default: 8 varied ones)")
     p.add_argument("--seconds", type=float, default=8.0,
                    help="with --tracking: seconds per sequence (8)")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="with --tracking: seeds of the held-out test range (default, the figures "
+                        "to report) or of the validation range (to tune the tracker on)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
@@ -196,7 +199,7 @@ def _eval_tracking(args: argparse.Namespace, weights: Path) -> int:
     with progress_bar("tracking held-out sequences") as bar:
         task = bar.add_task("sequences", total=len(sequences))
         result = evaluate_tracking_sequences(
-            detector, sequences=sequences, seconds=args.seconds,
+            detector, sequences=sequences, seconds=args.seconds, split=args.split,
             progress=lambda done, _t: bar.update(task, completed=done))
     if args.out is not None:
         write_json(args.out, result)
@@ -205,7 +208,7 @@ def _eval_tracking(args: argparse.Namespace, weights: Path) -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    lines = [f"weights {weights} ({result['model_version']}), {len(sequences)} held-out "
+    lines = [f"weights {weights} ({result['model_version']}), {len(sequences)} {args.split} "
              f"sequences x {args.seconds:g} s",
              f"MOTA {fmt(result['mota'])}   IDF1 {fmt(result['idf1'])}",
              f"range error (median relative, <= {rng['range_limit_m']:g} m): "

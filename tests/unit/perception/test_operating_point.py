@@ -11,7 +11,7 @@ from perception.architectures import DetectorSpec, build_from_spec
 from perception.checkpoint import DEFAULT_SCORE_THRESH, load_detector, save_checkpoint
 from perception.detections import Detections
 from perception.operating_point import best_f1, match_scores
-from perception.tracking import TrackerConfig
+from perception.tracking import BIRTH_MARGIN, TrackerConfig
 
 
 def test_best_f1_picks_the_threshold_with_the_highest_f1() -> None:
@@ -67,7 +67,9 @@ def test_match_scores_is_greedy_by_score_and_per_class() -> None:
 
 def test_tracker_thresholds_follow_the_operating_score() -> None:
     cfg = TrackerConfig.at_operating_score(0.3)
-    assert (cfg.high_thresh, cfg.new_track_thresh, cfg.low_thresh) == (0.3, 0.3, 0.1)
+    assert (cfg.high_thresh, cfg.new_track_thresh, cfg.low_thresh) == pytest.approx(
+        (0.3 + BIRTH_MARGIN, 0.3 + BIRTH_MARGIN, 0.1))
+    assert TrackerConfig.at_operating_score(0.99).new_track_thresh == 0.95
     assert TrackerConfig.at_operating_score(0.12).low_thresh == pytest.approx(0.06)
     assert TrackerConfig.at_operating_score(None) == TrackerConfig()
 

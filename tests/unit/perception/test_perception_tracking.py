@@ -59,8 +59,9 @@ def test_track_expires_after_max_lost_frames() -> None:
     for k in range(5, 10):
         step(tracker, k, [])
     assert tracker.active_track_ids == []
-    step(tracker, 10, [(box(100, 100), 1, 0.9)])
-    out = step(tracker, 11, [(box(100, 100), 1, 0.9)])
+    for k in range(10, 10 + tracker.config.min_hits - 1):
+        step(tracker, k, [(box(100, 100), 1, 0.9)])
+    out = step(tracker, 10 + tracker.config.min_hits - 1, [(box(100, 100), 1, 0.9)])
     assert first == [1]
     assert [t.track_id for t in out] == [2]  # a new identity, not the expired one
 

@@ -56,3 +56,13 @@ def test_hypotheses_on_ignored_objects_are_left_out_and_false_positives_stay() -
     assert _on_ignored(hyp, truth, ignored).tolist() == [False, True, True, False]
     assert _on_ignored(hyp, truth, np.zeros((0, 4))).tolist() == [False] * 4
     assert _on_ignored(hyp, np.zeros((0, 4)), ignored).tolist() == [True, True, True, False]
+
+
+def test_the_split_picks_the_seed_range_and_is_checked() -> None:
+    detector = load_detector(DEFAULT_WEIGHTS, device="cpu", score_thresh=0.4, num_threads=1)
+    val = evaluate_tracking_sequences(detector, sequences=("ccrm_50kph",), seconds=0.5, split="val")
+    assert val["split"] == "val"
+    assert val["tracking"]["num_frames"] == 10
+    with pytest.raises(ValueError, match="split must be 'val' or 'test'"):
+        evaluate_tracking_sequences(detector, sequences=("ccrm_50kph",), seconds=0.5,
+                                    split="train")
