@@ -9,6 +9,13 @@ of the tracker; hypotheses on them (and on nothing else) are left out of the sco
 benchmarks do with distractors and the detection evaluation with ignore regions. Reported:
 CLEAR-MOT (MOTA) and IDF1 over all sequences, and the median relative range error of matched
 objects within 60 m, overall and per class.
+
+Range is compared like for like: the horizontal distance from the ego origin (rear axle) to
+the object's centre, estimated (``position_m``: the ground contact point pushed half the class
+depth along the line of sight) against the simulator's (``position_m`` of the ground truth).
+The ground truth's own ``range_m`` is a different quantity (camera to the 3D box centre,
+including height) and is not used: against it a truck 8 m long, seen from behind, showed a
+bias of about −7 % even with its true box.
 """
 
 from __future__ import annotations
@@ -72,10 +79,11 @@ def _sequence(detector: Detector, name: str, seed: int, seconds: float,
             iou = iou_matrix(gt_boxes, hyp_boxes)
             for g, gt in enumerate(truth):
                 h = int(iou[g].argmax())
-                est = objects[h].range_m
-                if iou[g, h] >= MATCH_IOU and est is not None and gt.range_m <= RANGE_LIMIT_M:
+                est = objects[h].position_m
+                true_m = float(np.hypot(gt.position_m[0], gt.position_m[1]))
+                if iou[g, h] >= MATCH_IOU and est is not None and true_m <= RANGE_LIMIT_M:
                     errors.setdefault(gt.object_class, []).append(
-                        abs(est - gt.range_m) / max(gt.range_m, 1e-6))
+                        abs(float(np.hypot(est[0], est[1])) - true_m) / max(true_m, 1e-6))
         world.step(dt)
     return frames
 
