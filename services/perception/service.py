@@ -5,6 +5,10 @@ latency budget (counted, reported and raised as a safety event), run the detecto
 batch, track and range per camera, publish one `perception.objects` per frame with the source
 frame's seq and stamp, the model version and per-stage latencies. Offsets are committed after
 the batch's results are published.
+
+Decode and inference run on one worker thread of their own (OpenCV and torch release the GIL),
+so the event loop stays free meanwhile: the consumer keeps fetching, acknowledgements and
+heartbeats are served, and services sharing the process (the main job) go on working.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from prometheus_client import Counter, Histogram
 
 from perception.checkpoint import load_detector
+from perception.detections import Detections
 from perception.detector import Detector
 from perception.pipeline import CameraPerception, PerceivedObject
 from perception.ranging import Calibration as RangingCalibration
@@ -82,8 +88,11 @@ class PerceptionService:
                                    registry=registry)
         self.batch_sizes: list[int] = []
         self.dropped_total = 0
+        # One thread: batches run in order, and torch's thread count (set process-wide at
+        # load) is what it uses; a pool of several would run models against each other.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception-model")
         # The first inference builds kernels and buffers: pay it before the first frame.
-        detector.detect([np.zeros((360, 640, 3), np.uint8)])
+        self.worker.submit(detector.detect, [np.zeros((360, 640, 3), np.uint8)]).result()
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
         """The tracker of a vehicle/camera stream (created on its first frame)."""
@@ -98,9 +107,12 @@ class PerceptionService:
     async def handle(self, records: list[Record]) -> None:
         """Process one micro-batch."""
         arrived_ns = time.time_ns()
+        loop = asyncio.get_running_loop()
         frames: list[tuple[Record, FrameMeta, Image, float]] = []
-        for item in decode_frames(records, max_bytes=self.options.max_frame_bytes,
-                                  max_pixels=self.options.max_pixels, jpeg_device=self.jpeg_device):
+        decoded = await loop.run_in_executor(self.worker, lambda: list(decode_frames(
+            records, max_bytes=self.options.max_frame_bytes, max_pixels=self.options.max_pixels,
+            jpeg_device=self.jpeg_device)))
+        for item in decoded:
             record, meta, image = item.record, item.meta, item.image
             if item.error is not None:
                 await self.frame.dead_letter(CAMERA_FRAMES, record, item.error)
@@ -115,9 +127,8 @@ class PerceptionService:
             frames.append((record, meta, image, item.decode_ms))
         if not frames:
             return
-        t0 = time.perf_counter_ns()
-        detections = self.detector.detect([image for _, _, image, _ in frames])
-        infer_ms = (time.perf_counter_ns() - t0) * MS
+        detections, infer_ms = await loop.run_in_executor(
+            self.worker, self._detect, [image for _, _, image, _ in frames])
         self.batch_sizes.append(len(frames))
         self.stage.labels("infer").observe(infer_ms / 1e3)
         results: list[tuple[Record, FrameMeta, PerceptionObjects, float, float]] = []
@@ -144,6 +155,12 @@ class PerceptionService:
             self.stage.labels("track").observe(track_ms / 1e3)
             self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
             self.frames_done.inc()
+
+    def _detect(self, images: list[Image]) -> tuple[list[Detections], float]:
+        """The detector on one batch, and its time [ms] (on the worker thread)."""
+        t0 = time.perf_counter_ns()
+        detections = self.detector.detect(images)
+        return detections, (time.perf_counter_ns() - t0) * MS
 
     async def publish(self, record: Record, key: bytes, result: PerceptionObjects,
                       arrived_ns: int) -> None:
