@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1, le=16, description="Replication factor.")
     max_message_bytes: int = Field(default=8 << 20, ge=1 << 20, le=64 << 20,
                                    description="Largest message produced or fetched [bytes].")
+    fetch_wait_ms: int = Field(
+        default=5, ge=0, le=10_000,
+        description="Longest a fetch of a control-path consumer (perception, planning, the "
+                    "simulator) waits for data [ms]; small keeps frame-to-control latency low.")
+    watch_fetch_wait_ms: int = Field(
+        default=100, ge=0, le=10_000,
+        description="Longest a fetch of a consumer off the control path (monitor, audit, "
+                    "recorder) waits for data [ms]; larger means fewer empty fetches for the "
+                    "broker to answer.")
     # --- compute
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="auto = CUDA when present, else CPU."

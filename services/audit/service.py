@@ -50,7 +50,7 @@ class AuditService(ServiceFrame):
 
     def __init__(self, settings: Settings, bootstrap: str, store: AuditStore,
                  options: AuditSettings, **frame_kwargs: Any) -> None:
-        super().__init__("audit", settings, bootstrap, **frame_kwargs)
+        super().__init__("audit", settings, bootstrap, watcher=True, **frame_kwargs)
         self.store = store
         self.options = options
         self.rows = Counter("roadstream_audit_events_total",

@@ -83,8 +83,11 @@ class ServiceFrame:
 
     def __init__(self, name: str, settings: Settings, bootstrap: str, *,
                  registry: CollectorRegistry | None = None, run_id: str = "",
-                 broker: KafkaBroker | None = None, start_from: str = "earliest") -> None:
+                 broker: KafkaBroker | None = None, start_from: str = "earliest",
+                 watcher: bool = False) -> None:
         self.name = name
+        # Off the control path (monitor, audit): fetches may wait longer (`consumer_kwargs`).
+        self.watcher = watcher
         # Where a consumer group without committed offsets starts: "earliest" (a service that
         # must not miss what was published before it joined) or "latest" (a fresh group of one
         # run, e.g. the main job's, which must not work through older runs' history first).
@@ -147,7 +150,7 @@ class ServiceFrame:
         """Subscribe `handler(record)` to a topic with at-least-once commits and the DLQ guard."""
 
         def decorate(handler: Handler) -> Handler:
-            kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
+            kwargs = {k: v for k, v in consumer_kwargs(self.settings, watcher=self.watcher).items()
                       if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
             kwargs["auto_offset_reset"] = self.start_from
             kwargs.update(subscriber_kwargs)
@@ -179,7 +182,7 @@ class ServiceFrame:
         """
 
         def decorate(handler: BatchHandler) -> BatchHandler:
-            kwargs = {k: v for k, v in consumer_kwargs(self.settings).items()
+            kwargs = {k: v for k, v in consumer_kwargs(self.settings, watcher=self.watcher).items()
                       if k not in {"enable_auto_commit", "heartbeat_interval_ms"}}
             kwargs["auto_offset_reset"] = self.start_from
             kwargs.update(subscriber_kwargs)

@@ -52,7 +52,7 @@ def build_monitor(settings: Settings, bootstrap: str, options: MonitorSettings |
             reference = load_reference(options.drift_reference)
         except ValueError as exc:
             raise SettingsError(f"invalid setting ROADSTREAM_MONITOR_DRIFT_REFERENCE: {exc}") from None
-    frame = ServiceFrame(SOURCE, settings, bootstrap)
+    frame = ServiceFrame(SOURCE, settings, bootstrap, watcher=True)
     metrics = MonitorMetrics(frame.registry)
     monitor = Monitor(options, reference=reference, metrics=metrics)
     publisher = _Publisher(frame, metrics)

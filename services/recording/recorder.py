@@ -98,7 +98,7 @@ class Recorder:
                             partitions=partitions)
 
     def _consumer(self) -> AIOKafkaConsumer:
-        options = consumer_kwargs(self.settings)
+        options = consumer_kwargs(self.settings, watcher=True)
         options["auto_offset_reset"] = "earliest" if self.from_beginning else "latest"
         # No group: every partition is read and no offset is committed.
         return AIOKafkaConsumer(*(t.name for t in self.topics), group_id=None,
