@@ -1,21 +1,29 @@
-"""Constant-velocity Kalman filter in n dimensions (white-noise acceleration model).
+"""Kinematic Kalman filters in n dimensions: constant velocity and constant acceleration.
 
-Used by the image-space tracker (box centre and size) and by ranging (ego-frame position).
-State ``[p_1..p_n, v_1..v_n]``; time in seconds, units those of the measurements.
+Used by the image-space tracker (box centre and size, constant velocity) and by ranging
+(ego-frame position, constant acceleration, so a braking car ahead is seen braking).
+State ``[p_1..p_n, v_1..v_n]`` (constant velocity, white-noise acceleration) or
+``[p, v, a]`` per axis block (constant acceleration, white-noise jerk); time in seconds,
+units those of the measurements; only positions are measured.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
-class ConstantVelocityKalman:
-    """Kalman filter with state ``[position (n), velocity (n)]``.
+class KinematicKalman:
+    """Kalman filter whose state is position and its first ``order - 1`` derivatives.
 
     Args:
         position: first measurement ``(n,)``.
         position_std: its standard deviation, scalar or ``(n,)``.
         velocity_std: prior standard deviation of the unknown initial velocity.
+        accel_std: prior standard deviation of the unknown initial acceleration
+            (``order == 3`` only).
+        order: 2 (constant velocity) or 3 (constant acceleration).
     """
 
     def __init__(
@@ -24,15 +32,21 @@ class ConstantVelocityKalman:
         *,
         position_std: float | np.ndarray,
         velocity_std: float | np.ndarray,
+        accel_std: float | np.ndarray = 0.0,
+        order: int = 2,
     ) -> None:
+        if order not in (2, 3):
+            raise ValueError(f"order must be 2 (constant velocity) or 3 (constant acceleration), "
+                             f"not {order!r}")
         z = np.asarray(position, dtype=np.float64).reshape(-1)
         n = z.shape[0]
         self.dim = n
-        self.x = np.concatenate([z, np.zeros(n)])
-        pos_var = np.broadcast_to(np.square(position_std), (n,))
-        vel_var = np.broadcast_to(np.square(velocity_std), (n,))
-        self.P = np.diag(np.concatenate([pos_var, vel_var]).astype(np.float64))
-        self._H = np.hstack([np.eye(n), np.zeros((n, n))])
+        self.order = order
+        self.x = np.concatenate([z, np.zeros((order - 1) * n)])
+        stds = [position_std, velocity_std, accel_std][:order]
+        var = [np.broadcast_to(np.square(s), (n,)) for s in stds]
+        self.P = np.diag(np.concatenate(var).astype(np.float64))
+        self._H = np.hstack([np.eye(n), np.zeros((n, (order - 1) * n))])
 
     @property
     def position(self) -> np.ndarray:
@@ -42,24 +56,33 @@ class ConstantVelocityKalman:
     @property
     def velocity(self) -> np.ndarray:
         """Current velocity estimate ``(n,)`` [units / s]."""
-        return self.x[self.dim :].copy()
+        return self.x[self.dim : 2 * self.dim].copy()
 
-    def predict(self, dt_s: float, accel_std: float | np.ndarray) -> None:
-        """Advance by ``dt_s`` seconds; ``accel_std`` is the process noise [units / s²]."""
+    @property
+    def acceleration(self) -> np.ndarray:
+        """Current acceleration estimate ``(n,)`` [units / s²]; zeros for constant velocity."""
+        if self.order < 3:
+            return np.zeros(self.dim)
+        return self.x[2 * self.dim :].copy()
+
+    def predict(self, dt_s: float, noise_std: float | np.ndarray) -> None:
+        """Advance by ``dt_s`` seconds.
+
+        ``noise_std`` is the process noise: the white acceleration [units / s²] of the
+        constant-velocity model, the white jerk [units / s³] of the constant-acceleration one.
+        """
         if dt_s <= 0.0:
             return
-        n = self.dim
+        n, k = self.dim, self.order
         eye = np.eye(n)
-        F = np.block([[eye, dt_s * eye], [np.zeros((n, n)), eye]])
-        # Discrete white-noise acceleration: q = G Gᵀ σ², G = [dt²/2, dt] per axis.
-        q = np.broadcast_to(np.square(accel_std), (n,))
-        g_pos = 0.5 * dt_s * dt_s
-        Q = np.block(
-            [
-                [np.diag(q * g_pos * g_pos), np.diag(q * g_pos * dt_s)],
-                [np.diag(q * g_pos * dt_s), np.diag(q * dt_s * dt_s)],
-            ]
-        )
+        # Taylor blocks: F[i][j] = dt^(j-i) / (j-i)! for j >= i.
+        F = np.block([[eye * (dt_s ** (j - i) / math.factorial(j - i)) if j >= i
+                       else np.zeros((n, n)) for j in range(k)] for i in range(k)])
+        # Discrete white noise on the highest derivative: Q = G Gᵀ σ², with
+        # G = [dt^k / k!, …, dt] per axis (k = order).
+        g = [dt_s ** (k - i) / math.factorial(k - i) for i in range(k)]
+        q = np.diag(np.broadcast_to(np.square(noise_std), (n,)))
+        Q = np.block([[q * (g[i] * g[j]) for j in range(k)] for i in range(k)])
         self.x = F @ self.x
         self.P = F @ self.P @ F.T + Q
 
@@ -81,5 +104,18 @@ class ConstantVelocityKalman:
         K = np.linalg.solve(S, H @ self.P).T  # P Hᵀ S⁻¹, with S symmetric
         self.x = self.x + K @ (z - H @ self.x)
         # Joseph form keeps P symmetric positive definite under rounding.
-        I_KH = np.eye(2 * self.dim) - K @ H
+        I_KH = np.eye(self.order * self.dim) - K @ H
         self.P = I_KH @ self.P @ I_KH.T + K @ R @ K.T
+
+
+class ConstantVelocityKalman(KinematicKalman):
+    """Kalman filter with state ``[position (n), velocity (n)]`` (white-noise acceleration)."""
+
+    def __init__(
+        self,
+        position: np.ndarray,
+        *,
+        position_std: float | np.ndarray,
+        velocity_std: float | np.ndarray,
+    ) -> None:
+        super().__init__(position, position_std=position_std, velocity_std=velocity_std, order=2)

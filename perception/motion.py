@@ -1,6 +1,6 @@
 """Ego-frame motion of tracked objects: filtered position, velocity, range rate and TTC.
 
-One constant-velocity Kalman filter per track id runs on the ranged contact point. Its
+One constant-acceleration Kalman filter per track id runs on the ranged contact point. Its
 measurement noise follows the geometry of monocular ranging: along the line of sight a
 ground-plane range is uncertain by about ``range² · σ_v / (fy · camera height)`` (one pixel of
 box bottom is worth more metres the farther the object), a size-prior range by a fraction of
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.kalman import ConstantVelocityKalman
+from perception.kalman import KinematicKalman
 from perception.ranging import Calibration, RangeEstimate, time_to_collision
 
 
@@ -25,14 +25,15 @@ from perception.ranging import Calibration, RangeEstimate, time_to_collision
 class ObjectMotion:
     """Filtered state of one track in the ego frame.
 
-    ``position_m`` ``(x, y)`` of the contact point [m]; ``velocity_mps`` ``(vx, vy)`` relative
-    to ego [m/s]; ``range_rate_mps`` d(range)/dt, negative when closing; ``ttc_s`` time to
-    collision [s] or ``None`` when not closing.
+    ``position_m`` ``(x, y)`` of the contact point [m]; ``velocity_mps`` ``(vx, vy)`` and
+    ``accel_mps2`` ``(ax, ay)`` relative to ego [m/s, m/s²]; ``range_rate_mps`` d(range)/dt,
+    negative when closing; ``ttc_s`` time to collision [s] or ``None`` when not closing.
     """
 
     track_id: int
     position_m: tuple[float, float]
     velocity_mps: tuple[float, float]
+    accel_mps2: tuple[float, float]
     range_m: float
     range_rate_mps: float
     ttc_s: float | None
@@ -42,11 +43,12 @@ class ObjectMotion:
 class MotionConfig:
     """Noise model of the ego-frame filter."""
 
-    accel_std_mps2: float = 3.0  # how hard road users change relative velocity
+    jerk_std_mps3: float = 8.0  # how fast road users change relative acceleration
     pixel_std: float = 1.5  # box edge noise [px]
     size_prior_rel_std: float = 0.15  # relative range error of a size-prior estimate
     min_std_m: float = 0.1
     initial_velocity_std_mps: float = 15.0
+    initial_accel_std_mps2: float = 3.0
     max_age_s: float = 1.0  # forget a track's filter after this long without a measurement
 
 
@@ -72,7 +74,7 @@ class EgoMotionFilter:
 
     def __init__(self, config: MotionConfig | None = None) -> None:
         self.config = config or MotionConfig()
-        self._filters: dict[int, tuple[ConstantVelocityKalman, int]] = {}
+        self._filters: dict[int, tuple[KinematicKalman, int]] = {}
 
     def __contains__(self, track_id: int) -> bool:
         return track_id in self._filters
@@ -86,23 +88,26 @@ class EgoMotionFilter:
         cov = measurement_cov(estimate, calib, cfg)
         entry = self._filters.get(track_id)
         if entry is None or (stamp_ns - entry[1]) * 1e-9 > cfg.max_age_s:
-            kf = ConstantVelocityKalman(
+            kf = KinematicKalman(
                 z,
                 position_std=np.sqrt(np.diag(cov)),
                 velocity_std=cfg.initial_velocity_std_mps,
+                accel_std=cfg.initial_accel_std_mps2,
+                order=3,
             )
         else:
             kf, last_ns = entry
-            kf.predict(max(0.0, (stamp_ns - last_ns) * 1e-9), cfg.accel_std_mps2)
+            kf.predict(max(0.0, (stamp_ns - last_ns) * 1e-9), cfg.jerk_std_mps3)
             kf.update(z, meas_cov=cov)
         self._filters[track_id] = (kf, max(stamp_ns, entry[1]) if entry else stamp_ns)
-        pos, vel = kf.position, kf.velocity
+        pos, vel, acc = kf.position, kf.velocity, kf.acceleration
         rng = float(math.hypot(pos[0], pos[1]))
         rate = float(pos @ vel) / rng if rng > 1e-6 else 0.0
         return ObjectMotion(
             track_id=track_id,
             position_m=(float(pos[0]), float(pos[1])),
             velocity_mps=(float(vel[0]), float(vel[1])),
+            accel_mps2=(float(acc[0]), float(acc[1])),
             range_m=rng,
             range_rate_mps=rate,
             ttc_s=time_to_collision(pos, vel),

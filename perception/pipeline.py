@@ -21,7 +21,8 @@ class PerceivedObject:
     """One tracked object of a frame.
 
     ``box`` ``[x1, y1, x2, y2]`` [px] (tracker-filtered); ``position_m`` ``(x, y, z)`` estimated
-    centre in the ego frame [m]; ``velocity_mps`` ``(vx, vy)`` relative to ego [m/s];
+    centre in the ego frame [m]; ``velocity_mps`` ``(vx, vy)`` and ``accel_mps2`` ``(ax, ay)``
+    relative to ego [m/s, m/s²];
     ``range_m`` to the nearest ground contact point; ``ttc_s`` ``None`` when not closing;
     position, velocity, range and TTC are ``None`` when the box could not be ranged.
     """
@@ -33,6 +34,7 @@ class PerceivedObject:
     box: tuple[float, float, float, float]
     position_m: tuple[float, float, float] | None
     velocity_mps: tuple[float, float] | None
+    accel_mps2: tuple[float, float] | None
     range_m: float | None
     ttc_s: float | None
     range_method: str | None
@@ -67,7 +69,7 @@ class CameraPerception:
             if est is None:
                 objects.append(
                     PerceivedObject(t.track_id, t.class_id, name, t.score, box,
-                                    None, None, None, None, None)
+                                    None, None, None, None, None, None)
                 )
                 continue
             m = self.motion.update(t.track_id, est, self.calibration, stamp_ns)
@@ -83,6 +85,7 @@ class CameraPerception:
                     box=box,
                     position_m=(m.position_m[0] + dx, m.position_m[1] + dy, est.position_m[2]),
                     velocity_mps=m.velocity_mps,
+                    accel_mps2=m.accel_mps2,
                     range_m=m.range_m,
                     ttc_s=m.ttc_s,
                     range_method=est.method,

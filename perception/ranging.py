@@ -110,11 +110,14 @@ class SizePrior:
     min_height_m: float
     max_height_m: float
     depth_m: float  # extent along the line of sight, used to move from the near face to the centre
+    # Width of the face seen from behind; ranges a box whose bottom the image cuts off (a car
+    # a few metres ahead), where the height is cut too. None: no fixed width (people turn).
+    rear_width_m: float | None = None
 
 
 SIZE_PRIORS: dict[int, SizePrior] = {
-    CLASS_IDS["car"]: SizePrior(1.5, 1.2, 2.1, 4.5),
-    CLASS_IDS["truck"]: SizePrior(3.2, 2.2, 4.3, 8.0),
+    CLASS_IDS["car"]: SizePrior(1.5, 1.2, 2.1, 4.5, rear_width_m=1.8),
+    CLASS_IDS["truck"]: SizePrior(3.2, 2.2, 4.3, 8.0, rear_width_m=2.5),
     # Adults are ~1.7 m, children ~1.2 m: the range covers both, the typical value is the adult.
     CLASS_IDS["pedestrian"]: SizePrior(1.7, 1.0, 2.0, 0.5),
     CLASS_IDS["cyclist"]: SizePrior(1.7, 1.3, 2.1, 1.8),
@@ -128,7 +131,8 @@ class RangeEstimate:
     ``contact_m`` ``(x, y)`` [m]: nearest ground contact point (bottom-centre of the box);
     ``position_m`` ``(x, y, z)`` [m]: estimated centre (contact point pushed half the class depth
     along the line of sight, z = half the class height); ``range_m``: horizontal distance from
-    the ego origin to the contact point; ``method``: ``ground`` or ``size``; ``consistent``:
+    the ego origin to the contact point; ``method``: ``ground``, ``size`` (apparent height) or
+    ``width`` (apparent width, for a box cut off at the bottom); ``consistent``:
     whether the ground estimate agreed with the class height prior (``None`` = not checkable);
     ``implied_height_m``: object height the box implies at the chosen range.
     """
@@ -187,12 +191,20 @@ def estimate_range(
     if prior is None:
         return None
     # Size prior: optical depth from the apparent height, along the ray through the box centre.
-    depth = calib.fy * prior.height_m / h_px
+    # A box cut off at the bottom is cut in height too (the range would come out too long):
+    # its width, when neither side is cut, gives the depth instead.
+    side_cut = x1 <= truncation_margin_px or x2 >= calib.width - truncation_margin_px
+    if bottom_cut and not side_cut and prior.rear_width_m is not None:
+        depth = calib.fx * prior.rear_width_m / (x2 - x1)
+        method = "width"
+    else:
+        depth = calib.fy * prior.height_m / h_px
+        method = "size"
     v_c = 0.5 * (y1 + y2)
     ray_opt = np.array([(u - calib.cx) / calib.fx, (v_c - calib.cy) / calib.fy, 1.0])
     centre = calib.mount_m + calib.rotation @ (_OPT_FROM_BODY.T @ (ray_opt * depth))
     contact = np.array([centre[0], centre[1], 0.0])
-    return _finish(calib, contact, "size", consistent, prior.height_m, prior)
+    return _finish(calib, contact, method, consistent, prior.height_m, prior)
 
 
 def _finish(

@@ -193,12 +193,11 @@ def _object_terms(
     rear, right, left = obs.rear_m[:, -1], obs.right_m[:, -1], obs.left_m[:, -1]
     front_end = ego_box.front[-1, :, :, None]
     right_end, left_end = ego_box.right[-1, :, :, None], ego_box.left[-1, :, :, None]
-    obj_s_end = obs.s0_m + obs.vs_mps * roll.t_s[-1]
-    ahead = obj_s_end > roll.s_m[-1, :, :, None]
+    ahead = obs.s_end_m > roll.s_m[-1, :, :, None]
     in_corridor = (right_end < left) & (right < left_end)
     brake = config.terminal_brake_fraction * config.limits.max_decel_mps2
     v_end = roll.speed.v_mps[-1][:, None]  # (K, 1)
-    v_obj = obs.vs_mps.clamp_min(0.0)
+    v_obj = obs.vs_end_mps.clamp_min(0.0)
     needed = (v_end * v_end - v_obj * v_obj) / (2.0 * brake)  # (K, M)
     short = rear - front_end < needed
     blocking = ahead & in_corridor

@@ -91,15 +91,17 @@ class EgoState:
 class Obstacle:
     """A tracked object in the ego frame at the planning instant.
 
-    Position is the centre of the object's footprint [m]; velocity is over the ground,
-    expressed in ego axes [m/s] (a parked car has zero velocity whatever the ego does).
-    Missing sizes fall back to the class priors.
+    Position is the centre of the object's footprint [m]; velocity and acceleration are over
+    the ground, expressed in ego axes [m/s, m/s²] (a parked car has zero velocity whatever the
+    ego does). Missing sizes fall back to the class priors.
     """
 
     x_m: float
     y_m: float
     vx_mps: float = 0.0
     vy_mps: float = 0.0
+    ax_mps2: float = 0.0
+    ay_mps2: float = 0.0
     object_class: int = ObjectClass.CAR  # an ObjectClass id; unknown ids count as cars
     length_m: float | None = None
     width_m: float | None = None

@@ -159,6 +159,8 @@ class DetectedObject(_Part):
                                     description="Centre in the ego frame [m]; null if not ranged.")
     velocity_mps: Vec2 | None = Field(default=None,
                                       description="Velocity relative to the ego [m/s].")
+    accel_mps2: Vec2 | None = Field(default=None,
+                                    description="Acceleration relative to the ego [m/s²].")
     ttc_s: float | None = Field(default=None, description="Time to collision; null if not closing.")
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)

@@ -54,12 +54,13 @@ MS = 1e-6  # ns → ms
 def to_wire(obj: PerceivedObject) -> DetectedObject:
     """A tracked, ranged object as the contract carries it."""
     pos = obj.position_m
-    vel = obj.velocity_mps
+    vel, acc = obj.velocity_mps, obj.accel_mps2
     return DetectedObject(
         track_id=obj.track_id, object_class=obj.class_name,
         score=round(float(obj.score), 4), box=obj.box,
         position_m=Vec3(x=pos[0], y=pos[1], z=pos[2]) if pos else None,
         velocity_mps=Vec2(x=vel[0], y=vel[1]) if vel else None,
+        accel_mps2=Vec2(x=acc[0], y=acc[1]) if acc else None,
         ttc_s=obj.ttc_s)
 
 

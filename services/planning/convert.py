@@ -31,25 +31,36 @@ def ego_state(state: VehicleState) -> EgoState:
                     road_curvature_1pm=lane.road_curvature_1pm)
 
 
-def obstacle(obj: DetectedObject, ego_speed_mps: float) -> Obstacle | None:
-    """An obstacle over the ground in ego axes, or None when the object was not ranged."""
+def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
+    """An obstacle over the ground in ego axes, or None when the object was not ranged.
+
+    Perception reports motion relative to the ego frame, which moves at the ego's speed and
+    turns at its yaw rate ω: over the ground, v = v_rel + (v_ego, 0) + ω × r, so a parked car
+    40 m ahead does not seem to slide sideways while the ego steers. Acceleration adds the
+    ego's own (the rotating frame's smaller terms are left out; the planner uses only
+    braking along the road).
+    """
     if obj.position_m is None:
         return None
-    vx = vy = 0.0
+    x, y = obj.position_m.x, obj.position_m.y
+    omega = state.yaw_rate_radps
+    vx, vy = state.speed_mps - omega * y, omega * x
+    ax = ay = 0.0
     if obj.velocity_mps is not None:
-        # perception reports velocity relative to the ego; the planner wants it over ground
-        vx, vy = obj.velocity_mps.x + ego_speed_mps, obj.velocity_mps.y
-    return Obstacle(x_m=obj.position_m.x, y_m=obj.position_m.y, vx_mps=vx, vy_mps=vy,
+        vx, vy = vx + obj.velocity_mps.x, vy + obj.velocity_mps.y
+    if obj.accel_mps2 is not None:
+        ax, ay = obj.accel_mps2.x + state.accel_mps2, obj.accel_mps2.y
+    return Obstacle(x_m=x, y_m=y, vx_mps=vx, vy_mps=vy, ax_mps2=ax, ay_mps2=ay,
                     object_class=CLASS_IDS.get(str(obj.object_class), ObjectClass.CAR),
                     track_id=obj.track_id)
 
 
-def obstacles(results: list[PerceptionObjects], ego_speed_mps: float) -> list[Obstacle]:
-    """Obstacles from the latest result of each camera."""
+def obstacles(results: list[PerceptionObjects], state: VehicleState) -> list[Obstacle]:
+    """Obstacles from the latest result of each camera, over the ground given the ego state."""
     out = []
     for result in results:
         for obj in result.objects:
-            o = obstacle(obj, ego_speed_mps)
+            o = obstacle(obj, state)
             if o is not None:
                 out.append(o)
     return out

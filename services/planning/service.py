@@ -174,7 +174,7 @@ class PlanningService:
         """Plan, control, publish the trajectory; in source mode also tick and publish."""
         ctx.traceparent = traceparent  # the controls of this plan continue the frame's trace
         ego = convert.ego_state(state)
-        obstacles = convert.obstacles(list(ctx.objects.values()), state.speed_mps)
+        obstacles = convert.obstacles(list(ctx.objects.values()), state)
         source_stamp = result.source.stamp_ns
         ctx.gate.on_perception(source_stamp, convert.closest_in_path_m(obstacles))
         plan = self.planner.plan(ego, obstacles)

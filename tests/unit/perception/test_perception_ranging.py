@@ -109,6 +109,23 @@ def test_truncated_bottom_falls_back_to_the_size_prior() -> None:
     assert 3.0 < est.contact_m[0] < 12.0
 
 
+def test_car_cut_off_at_the_bottom_is_ranged_by_its_width() -> None:
+    # A car 3 m ahead of the camera: its bumper is below the image edge, which cuts its height
+    # too; the rear width (1.8 m prior) still gives the range.
+    box = box_of(FRONT, 4.5, 0.0, 1.8, 1.5, depth=4.5)
+    assert box[3] > FRONT.height
+    clipped = box.copy()
+    clipped[3] = FRONT.height
+    est = estimate_range(clipped, CLASS_IDS["car"], FRONT)
+    assert est is not None
+    assert est.method == "width"
+    assert est.contact_m[0] == pytest.approx(4.5, rel=0.05)
+    # Cut at a side as well, the width is no use: back to the (too long) height prior.
+    side = clipped.copy()
+    side[0] = 0.0
+    assert estimate_range(side, CLASS_IDS["car"], FRONT).method == "size"  # type: ignore[union-attr]
+
+
 def test_implausible_height_uses_the_size_prior() -> None:
     # A "car" box 3× taller than a car at its ground range: likely a wrong contact point.
     box = box_of(FRONT, 20.0, 0.0, 1.8, 4.5)
@@ -171,6 +188,22 @@ def test_ego_filter_recovers_closing_speed_and_ttc() -> None:
     assert result.range_rate_mps == pytest.approx(-8.0, abs=0.3)
     assert result.ttc_s is not None
     assert result.ttc_s == pytest.approx(result.range_m / 8.0, rel=0.05)
+
+
+def test_ego_filter_sees_a_car_ahead_braking() -> None:
+    # Euro NCAP CCRb seen from the ego at constant speed: the car 20 m ahead brakes at 4 m/s².
+    motion = EgoMotionFilter()
+    result = None
+    for k in range(51):  # 1 s steady, then 1.5 s of braking
+        t_s = k * 0.05
+        brake_s = max(0.0, t_s - 1.0)
+        x = 20.0 - 0.5 * 4.0 * brake_s * brake_s
+        est = estimate_range(box_of(FRONT, x, 0.0, 1.8, 1.5, depth=4.5), CLASS_IDS["car"], FRONT)
+        assert est is not None
+        result = motion.update(3, est, FRONT, int(t_s * 1e9))
+    assert result is not None
+    assert result.velocity_mps[0] == pytest.approx(-6.0, abs=0.5)
+    assert result.accel_mps2[0] == pytest.approx(-4.0, abs=1.0)
 
 
 def test_ego_filter_forgets_idle_tracks() -> None:

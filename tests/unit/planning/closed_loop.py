@@ -1,7 +1,8 @@
 """A small closed-loop world for planner tests: straight multi-lane road, kinematic ego.
 
 World frame: x along the road, y left; lane i is centred at y = i · lane width. Objects
-move at constant velocity. The ego is a kinematic bicycle whose actuators follow the
+move at constant velocity, or brake along x to a stop from ``brake_after_s`` on (perceived with
+their true acceleration). The ego is a kinematic bicycle whose actuators follow the
 published command exactly (accel and steering, speed never negative).
 """
 
@@ -23,6 +24,12 @@ class WorldObject:
     vx_mps: float = 0.0
     vy_mps: float = 0.0
     object_class: ObjectClass = ObjectClass.CAR
+    brake_mps2: float = 0.0  # deceleration along x, from brake_after_s on, to a stop
+    brake_after_s: float = 0.0
+
+    def accel_mps2(self, t_s: float) -> float:
+        braking = self.brake_mps2 > 0.0 and t_s >= self.brake_after_s and self.vx_mps > 0.0
+        return -self.brake_mps2 if braking else 0.0
 
     def size_m(self) -> tuple[float, float]:
         return Obstacle(0.0, 0.0, object_class=self.object_class).size_m()
@@ -64,6 +71,7 @@ class ClosedLoop:
         self.controller = TrajectoryController(vehicle=self.vehicle)
         self.gate = Gate(GateConfig())
         self.time_ns = 0
+        self.time_s = 0.0  # world time, advanced by every physics step
 
     def ego_state(self) -> EgoState:
         e = self.ego
@@ -92,6 +100,8 @@ class ClosedLoop:
                     y_m=-s * dx + c * dy,
                     vx_mps=c * o.vx_mps + s * o.vy_mps,
                     vy_mps=-s * o.vx_mps + c * o.vy_mps,
+                    ax_mps2=c * o.accel_mps2(self.time_s),
+                    ay_mps2=-s * o.accel_mps2(self.time_s),
                     object_class=o.object_class,
                 )
             )
@@ -153,5 +163,9 @@ class ClosedLoop:
         e.speed_mps = v_next
         e.steer_rad = steer_rad
         for o in self.objects:
-            o.x_m += o.vx_mps * dt
+            a = o.accel_mps2(self.time_s)
+            vx_next = max(o.vx_mps + a * dt, 0.0) if a else o.vx_mps
+            o.x_m += 0.5 * (o.vx_mps + vx_next) * dt
             o.y_m += o.vy_mps * dt
+            o.vx_mps = vx_next
+        self.time_s += dt

@@ -9,10 +9,11 @@ import torch
 from planning.config import PlannerConfig
 from planning.frames import ego_to_road_xy, road_xy_to_frenet
 from planning.planner import Planner
-from planning.types import Behaviour, EgoState, ObjectClass, Obstacle, PlanResult
+from planning.types import Behaviour, EgoState, ObjectClass, Obstacle, PlanResult, VehicleParams
 from tests.unit.planning.closed_loop import ClosedLoop, EgoWorld, WorldObject
 
 LIMITS = PlannerConfig().limits
+VEHICLE = VehicleParams()
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,25 @@ def test_stops_for_a_stationary_obstacle_in_its_lane_closed_loop() -> None:
     assert Behaviour.EMERGENCY_BRAKE not in behaviours
     assert all(p.any_safe for p in log.plans)
     assert abs(loop.ego.y_m) < 0.3  # stayed in its lane
+
+
+@pytest.mark.parametrize(("gap_m", "decel_mps2"), [(12.0, 2.0), (40.0, 6.0)])
+def test_ccrb_braking_lead_is_not_hit(gap_m: float, decel_mps2: float) -> None:
+    """Euro NCAP CCRb at 50 km/h: the car ahead brakes to a stop 2 s in; the ego stops behind.
+
+    Predicting the lead at constant speed, the planner leaves its braking too late for the
+    12 m gap; predicting it braking on (planning.obstacles), it does not.
+    """
+    v0 = 50 / 3.6
+    lead_x = VEHICLE.rear_axle_to_centre_m + 0.5 * VEHICLE.length_m + gap_m + 2.3
+    lead = WorldObject(x_m=lead_x, y_m=0.0, vx_mps=v0, brake_mps2=decel_mps2, brake_after_s=2.0)
+    loop = ClosedLoop(ego=EgoWorld(speed_mps=v0), objects=[lead], n_lanes=1,
+                      speed_limit_mps=25.0)
+    log = loop.run(duration_s=20.0, stop_when_stopped_s=1.0)
+    assert lead.vx_mps == 0.0
+    assert not log.collided, f"hit the braking car (smallest gap {log.min_gap_m:.2f} m)"
+    assert log.min_gap_m > 0.5
+    assert loop.ego.speed_mps < 0.05
 
 
 def test_changes_lane_around_a_stopped_car_when_the_left_lane_is_free(planner: Planner) -> None:
@@ -197,3 +217,24 @@ def test_cuda_plan_matches_cpu() -> None:
     assert gpu.behaviour == cpu.behaviour
     assert gpu.n_safe == pytest.approx(cpu.n_safe, rel=0.02)
     assert np.allclose(gpu.trajectory.y_m, cpu.trajectory.y_m, atol=0.05)
+
+
+def test_prediction_keeps_a_braking_object_braking_and_ignores_lateral_motion_away() -> None:
+    from planning.obstacles import predict_obstacles
+
+    cfg, ego = PlannerConfig(), EgoState(speed_mps=14.0)
+    t = torch.arange(cfg.n_steps, dtype=torch.float64) * cfg.dt_s
+    objects = [
+        Obstacle(x_m=30.0, y_m=0.0, vx_mps=10.0, ax_mps2=-4.0),  # braking: stops in 2.5 s
+        Obstacle(x_m=30.0, y_m=0.0, vx_mps=10.0, ax_mps2=2.0),  # speeding up: held at 10 m/s
+        Obstacle(x_m=40.0, y_m=0.0, vx_mps=10.0, vy_mps=-2.0),  # in lane, drifting right
+        Obstacle(x_m=40.0, y_m=3.5, vx_mps=10.0, vy_mps=-1.0),  # left lane, coming over
+        Obstacle(x_m=40.0, y_m=3.5, vx_mps=10.0, vy_mps=1.0),  # left lane, moving away
+    ]
+    obs = predict_obstacles(objects, ego, t, cfg, VEHICLE)
+    s0 = float(obs.s0_m[0])
+    assert float(obs.s_end_m[0]) == pytest.approx(s0 + 10.0 * 2.5 - 0.5 * 4.0 * 2.5**2, abs=1e-6)
+    assert float(obs.vs_end_mps[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(obs.s_end_m[1]) == pytest.approx(s0 + 10.0 * 5.0, abs=1e-6)
+    assert float(obs.vs_end_mps[1]) == pytest.approx(10.0)
+    assert obs.vd_mps.tolist() == pytest.approx([0.0, 0.0, 0.0, -1.0, 0.0])
