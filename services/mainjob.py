@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 
 from services.audit.service import build as build_audit
 from services.audit.settings import AuditSettings
+from services.broker.embedded import kafka
 from services.frame.delivery import Record
 from services.frame.service import ServiceFrame
 from services.messages import TOPICS, VEHICLE_CONTROL
@@ -28,6 +30,7 @@ from services.perception.service import build as build_perception
 from services.perception.settings import PerceptionSettings
 from services.planning.service import build as build_planning
 from services.planning.settings import PlanningSettings
+from services.recording.mcap_io import RecordingWriter, read_recording
 from services.recording.recorder import Recorder
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
@@ -73,11 +76,115 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_progress": round(sum(r["progress"] for r in rows) / n, 3) if n else None}
 
 
+#: Scenarios per embedded broker in `run_library`: the embedded broker keeps every message in
+#: memory and its fetch cost grows with that log (docs/benchmarks.md), so a long run restarts it.
+EMBEDDED_SEGMENT_SCENARIOS = 12
+
+
+async def run_library(settings: Settings, *, scenarios: list[str], clock: str, speed: float,
+                      run_id: str, out_dir: Path, record: bool = True,
+                      duration_s: float | None = None, segment_scenarios: int | None = None,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """The main job over any number of scenarios: `run_main_job` on the configured cluster.
+
+    On the embedded broker the scenarios run in segments of ``segment_scenarios`` (default
+    `EMBEDDED_SEGMENT_SCENARIOS`), each on a broker of its own with services of their own; the
+    run is still one run: one summary, one audit trail, one recording (the segments' parts are
+    joined in order) and one report. A configured cluster runs them all in one segment.
+    """
+    size = len(scenarios) or 1
+    if settings.embedded:
+        size = segment_scenarios or EMBEDDED_SEGMENT_SCENARIOS
+    segments = [scenarios[i:i + size] for i in range(0, len(scenarios), size)] or [[]]
+    if len(segments) == 1:
+        async with kafka(settings) as bootstrap:
+            return await run_main_job(settings, bootstrap, scenarios=scenarios, clock=clock,
+                                      speed=speed, run_id=run_id, out_dir=out_dir, record=record,
+                                      duration_s=duration_s, progress=progress)
+    parts: list[Path] = []
+    drives: list[Drive] = []
+    for n, segment in enumerate(segments):
+        part = out_dir / f"recording.part-{n:02d}.mcap"
+        async with kafka(settings) as bootstrap:
+            drives.append(await drive_scenarios(
+                settings, bootstrap, scenarios=segment, first_index=n * size, clock=clock,
+                speed=speed, run_id=run_id, out_dir=out_dir,
+                recording=part if record else None, duration_s=duration_s, progress=progress))
+        parts.append(part)
+    if record:
+        await asyncio.to_thread(join_recordings, parts, out_dir / "recording.mcap")
+    return await finish_run(Drive.join(drives), clock=clock, run_id=run_id, out_dir=out_dir,
+                            record=record, progress=progress)
+
+
+def join_recordings(parts: list[Path], out: Path) -> Path:
+    """Join MCAP recordings written one after the other into `out`; the parts are removed."""
+    with RecordingWriter(out, TOPICS, metadata={"joined_parts": str(len(parts))}) as writer:
+        for part in parts:
+            for record in read_recording(part):
+                writer.write(record)
+    for part in parts:
+        part.unlink()
+    return out
+
+
+@dataclass(frozen=True)
+class Drive:
+    """What driving some scenarios gave: scorecard rows and the perception service's counts."""
+
+    rows: list[dict[str, Any]]
+    model_version: str
+    frames_dropped: int
+    batch_sizes: list[int]
+
+    @classmethod
+    def join(cls, drives: list[Drive]) -> Drive:
+        """The drives of a run's segments, in order."""
+        return cls([r for d in drives for r in d.rows], drives[0].model_version,
+                   sum(d.frames_dropped for d in drives), [b for d in drives for b in d.batch_sizes])
+
+
 async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[str], clock: str,
                        speed: float, run_id: str, out_dir: Path, record: bool = True,
                        duration_s: float | None = None,
                        progress: Progress | None = None) -> dict[str, Any]:
-    """Run every scenario in closed loop through Kafka; return the summary."""
+    """Run every scenario in closed loop through Kafka at `bootstrap`; return the summary."""
+    drive = await drive_scenarios(settings, bootstrap, scenarios=scenarios, first_index=0,
+                                  clock=clock, speed=speed, run_id=run_id, out_dir=out_dir,
+                                  recording=out_dir / "recording.mcap" if record else None,
+                                  duration_s=duration_s, progress=progress)
+    return await finish_run(drive, clock=clock, run_id=run_id, out_dir=out_dir, record=record,
+                            progress=progress)
+
+
+async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, record: bool,
+                     progress: Progress | None) -> dict[str, Any]:
+    """The run's summary (and its report, when recorded)."""
+    rows = drive.rows
+    summary = {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
+               "totals": totals(rows), "created_ns": time.time_ns(),
+               "perception": {"model_version": drive.model_version,
+                              "frames_dropped": drive.frames_dropped,
+                              "batch_size_mean": round(sum(drive.batch_sizes) /
+                                                       max(1, len(drive.batch_sizes)), 2)},
+               "files": {"summary": "summary.json",
+                         "recording": "recording.mcap" if record else None,
+                         "audit": "audit.db"}}
+    if record:
+        await write_run_report(out_dir, summary, progress)
+    return summary
+
+
+async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list[str],
+                          first_index: int, clock: str, speed: float, run_id: str, out_dir: Path,
+                          recording: Path | None, duration_s: float | None = None,
+                          progress: Progress | None = None) -> Drive:
+    """Start every service on `bootstrap`, drive the scenarios in closed loop, stop them.
+
+    Scenario ``i`` of the list runs as ``<run_id>-<first_index + i>``; the audit trail goes
+    to ``out_dir/audit.db`` (continued when it exists) and, with ``recording``, every topic
+    to that MCAP file.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any I/O loop
     # All services share this process: one torch thread each leaves a core for the renderer
     # and Kafka, and avoids OpenMP threads spinning against each other (seconds per frame).
@@ -109,9 +216,8 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
     stop_recording = asyncio.Event()
     recorder_task = None
     ready = asyncio.Event()
-    if record:
-        recorder = Recorder(run_settings, bootstrap, TOPICS, out_dir / "recording.mcap",
-                            from_beginning=False)
+    if recording is not None:
+        recorder = Recorder(run_settings, bootstrap, TOPICS, recording, from_beginning=False)
         recorder_task = asyncio.create_task(recorder.run(stop_recording, on_ready=ready.set))
     await asyncio.gather(*(s.start() for s in services))
     try:
@@ -126,7 +232,8 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
             options = SimulatorSettings(scenario=name, loop="closed",
                                         clock="lockstep" if lockstep else "realtime", speed=speed,
                                         lockstep_timeout_s=10.0, duration_s=duration_s)
-            streamer = ScenarioStreamer(simulator, options, run_id=f"{run_id}-{i:02d}")
+            streamer = ScenarioStreamer(simulator, options,
+                                        run_id=f"{run_id}-{first_index + i:02d}")
             current[:] = [streamer]
             results.append(await streamer.run(progress))
             current.clear()
@@ -140,18 +247,8 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
                 await asyncio.wait_for(recorder_task, timeout=30)
     rows = [scorecard_row(r["scenario"], v, r["wall_s"]) for r in results for v in r["vehicles"]]
     service = perception.perception  # type: ignore[attr-defined]
-    summary = {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
-               "totals": totals(rows), "created_ns": time.time_ns(),
-               "perception": {"model_version": service.detector.model_version,
-                              "frames_dropped": service.dropped_total,
-                              "batch_size_mean": round(sum(service.batch_sizes) /
-                                                       max(1, len(service.batch_sizes)), 2)},
-               "files": {"summary": "summary.json",
-                         "recording": "recording.mcap" if record else None,
-                         "audit": "audit.db"}}
-    if record:
-        await write_run_report(out_dir, summary, progress)
-    return summary
+    return Drive(rows, service.detector.model_version, service.dropped_total,
+                 list(service.batch_sizes))
 
 
 async def write_run_report(out_dir: Path, summary: dict[str, Any],

@@ -10,10 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from services.broker.embedded import kafka
 from services.cli.common import CommandError, emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
-from services.mainjob import run_main_job
+from services.mainjob import EMBEDDED_SEGMENT_SCENARIOS, run_library
 from services.perception.settings import PerceptionSettings
 from simulators.library import load_scenario, scenario_names
 
@@ -35,6 +34,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--speed", type=float, default=1.0, help="realtime speed factor (1.0)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="cut each scenario to S seconds (smoke runs)")
+    p.add_argument("--segment", type=int, default=EMBEDDED_SEGMENT_SCENARIOS, metavar="N",
+                   help="on the embedded broker, restart it (and the services) every N scenarios "
+                        f"({EMBEDDED_SEGMENT_SCENARIOS}): it keeps every message in memory and "
+                        "slows as that grows; still one run, one recording and one report")
     p.add_argument("--no-record", action="store_true", help="do not write recording.mcap")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
@@ -53,14 +56,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     out_dir = settings.runs_dir / run_id
 
+    if args.segment < 1:
+        raise CommandError(f"--segment must be at least 1, not {args.segment}")
+
     async def go() -> dict[str, Any]:
-        async with kafka(settings) as bootstrap:
-            with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}") as bar:
-                return await run_main_job(settings, bootstrap, scenarios=names, clock=args.clock,
-                                          speed=args.speed, run_id=run_id, out_dir=out_dir,
-                                          duration_s=args.duration,
-                                          record=not args.no_record,
-                                          progress=ScenarioProgress(bar))
+        with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}") as bar:
+            return await run_library(settings, scenarios=names, clock=args.clock,
+                                     speed=args.speed, run_id=run_id, out_dir=out_dir,
+                                     duration_s=args.duration, record=not args.no_record,
+                                     segment_scenarios=args.segment,
+                                     progress=ScenarioProgress(bar))
 
     summary = run_async(go())
     write_json(out_dir / "summary.json", summary)

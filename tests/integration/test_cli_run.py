@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from services.recording.mcap_io import read_recording
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,8 +26,9 @@ def roadstream(*args: str, env: dict[str, str] | None = None,
 
 
 def test_run_drives_closed_loop_through_kafka_and_writes_the_run(tmp_path: Path) -> None:
+    # --segment 1: each scenario on an embedded broker of its own, still one run.
     proc = roadstream("run", "--scenarios", "ccrs_30kph", "free_cruise", "--duration", "3",
-                      "--json", env={"ROADSTREAM_RUNS_DIR": str(tmp_path)})
+                      "--segment", "1", "--json", env={"ROADSTREAM_RUNS_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert summary["closed_loop"] is True
@@ -38,7 +42,14 @@ def test_run_drives_closed_loop_through_kafka_and_writes_the_run(tmp_path: Path)
             assert key in row
     run_dir = tmp_path / summary["run_id"]
     assert json.loads((run_dir / "summary.json").read_text())["run_id"] == summary["run_id"]
-    assert (run_dir / "recording.mcap").stat().st_size > 0
+    # One recording joined from the segments' parts, holding both scenarios' controls.
+    records = read_recording(run_dir / "recording.mcap", ["vehicle.control"])
+    runs = Counter(json.loads(r.value)["run_id"] for r in records)
+    assert set(runs) == {f"{summary['run_id']}-00", f"{summary['run_id']}-01"}
+    assert sum(runs.values()) == sum(r["frames"] for r in rows.values())
+    assert not list(run_dir.glob("recording.part-*"))
+    assert (run_dir / "report.html").stat().st_size > 0
+    # One audit trail: the second segment's service continued the first one's chain.
     verify = roadstream("audit", "verify", "--url", f"sqlite:///{run_dir / 'audit.db'}")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
