@@ -120,6 +120,7 @@ class ServiceFrame:
         self._stopping = False
         self._background: list[Callable[[asyncio.Event], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._closers: list[Callable[[], None]] = []
         self._stop = asyncio.Event()
         self._last_message_ns = 0
 
@@ -302,6 +303,10 @@ class ServiceFrame:
             await asyncio.sleep(0.05)
         return False
 
+    def on_stop(self, close: Callable[[], None]) -> None:
+        """Have `stop` call `close` once the handlers are drained (a service's own resources)."""
+        self._closers.append(close)
+
     async def stop(self) -> None:
         """Drain in-flight handlers, commit, and close (graceful shutdown)."""
         self._stopping = True
@@ -309,6 +314,12 @@ class ServiceFrame:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=10)
+        while self._closers:
+            close = self._closers.pop()
+            try:
+                await asyncio.to_thread(close)
+            except Exception:  # one resource failing to close must not keep the rest open
+                log.exception("%s: closing %r failed", self.name, close)
         with contextlib.suppress(Exception):
             await self.broker.stop()
         await self.tracing.shutdown()  # after the broker: its last publishes are spans too

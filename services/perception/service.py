@@ -196,5 +196,6 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     service = PerceptionService(frame, detector, options)
     frame.consume_batch(CAMERA_FRAMES, max_records=options.max_batch_size,
                         max_wait_ms=options.max_wait_ms)(service.handle)
+    frame.on_stop(service.worker.shutdown)  # after the last batch drained
     frame.perception = service  # type: ignore[attr-defined]
     return frame

@@ -39,5 +39,8 @@ async def test_frames_in_objects_out_and_corrupt_frame_to_dlq(kafka_bootstrap: s
                             timeout_s=10)
     finally:
         await service.stop()
+    # Stopping the service stopped its model thread too (no thread left per stopped service).
+    with pytest.raises(RuntimeError, match="shutdown"):
+        service.perception.worker.submit(int)  # type: ignore[attr-defined]
     assert [PerceptionObjects.decode(r.value).source.seq for r in out] == [0, 1, 3, 4, 5]
     assert header(dlq[0], "dlq-error-class") == "FrameError"
