@@ -1,6 +1,11 @@
 """Ego-frame motion of tracked objects: filtered position, velocity, range rate and TTC.
 
-One constant-acceleration Kalman filter per track id runs on the ranged contact point. Its
+Per track id, a constant-velocity Kalman filter runs on the ranged contact point and gives
+position and velocity; beside it a constant-acceleration filter on the longitudinal coordinate
+alone gives the acceleration along the ego's axis (a car ahead braking). The two models suit
+what each number is for: a pedestrian starting to walk is a step in velocity (the
+constant-velocity model follows it without the lag and overshoot of a second-order model),
+a lead car braking is a step in acceleration. Its
 measurement noise follows the geometry of monocular ranging: along the line of sight a
 ground-plane range is uncertain by about ``range² · σ_v / (fy · camera height)`` (one pixel of
 box bottom is worth more metres the farther the object), a size-prior range by a fraction of
@@ -26,8 +31,9 @@ class ObjectMotion:
     """Filtered state of one track in the ego frame.
 
     ``position_m`` ``(x, y)`` of the contact point [m]; ``velocity_mps`` ``(vx, vy)`` and
-    ``accel_mps2`` ``(ax, ay)`` relative to ego [m/s, m/s²]; ``range_rate_mps`` d(range)/dt,
-    negative when closing; ``ttc_s`` time to collision [s] or ``None`` when not closing.
+    ``accel_mps2`` ``(ax, 0)`` relative to ego [m/s, m/s²] (only the longitudinal acceleration
+    is estimated); ``range_rate_mps`` d(range)/dt, negative when closing; ``ttc_s`` time to
+    collision [s] or ``None`` when not closing.
     """
 
     track_id: int
@@ -43,7 +49,8 @@ class ObjectMotion:
 class MotionConfig:
     """Noise model of the ego-frame filter."""
 
-    jerk_std_mps3: float = 8.0  # how fast road users change relative acceleration
+    accel_std_mps2: float = 3.0  # how hard road users change relative velocity
+    jerk_std_mps3: float = 8.0  # how fast they change relative acceleration (longitudinal)
     pixel_std: float = 1.5  # box edge noise [px]
     size_prior_rel_std: float = 0.15  # relative range error of a size-prior estimate
     min_std_m: float = 0.1
@@ -74,7 +81,7 @@ class EgoMotionFilter:
 
     def __init__(self, config: MotionConfig | None = None) -> None:
         self.config = config or MotionConfig()
-        self._filters: dict[int, tuple[KinematicKalman, int]] = {}
+        self._filters: dict[int, tuple[KinematicKalman, KinematicKalman, int]] = {}
 
     def __contains__(self, track_id: int) -> bool:
         return track_id in self._filters
@@ -87,27 +94,28 @@ class EgoMotionFilter:
         z = np.array(estimate.contact_m, dtype=np.float64)
         cov = measurement_cov(estimate, calib, cfg)
         entry = self._filters.get(track_id)
-        if entry is None or (stamp_ns - entry[1]) * 1e-9 > cfg.max_age_s:
-            kf = KinematicKalman(
-                z,
-                position_std=np.sqrt(np.diag(cov)),
-                velocity_std=cfg.initial_velocity_std_mps,
-                accel_std=cfg.initial_accel_std_mps2,
-                order=3,
-            )
+        if entry is None or (stamp_ns - entry[2]) * 1e-9 > cfg.max_age_s:
+            std = np.sqrt(np.diag(cov))
+            kf = KinematicKalman(z, position_std=std, velocity_std=cfg.initial_velocity_std_mps)
+            lon = KinematicKalman(z[:1], position_std=std[0],
+                                  velocity_std=cfg.initial_velocity_std_mps,
+                                  accel_std=cfg.initial_accel_std_mps2, order=3)
         else:
-            kf, last_ns = entry
-            kf.predict(max(0.0, (stamp_ns - last_ns) * 1e-9), cfg.jerk_std_mps3)
+            kf, lon, last_ns = entry
+            dt_s = max(0.0, (stamp_ns - last_ns) * 1e-9)
+            kf.predict(dt_s, cfg.accel_std_mps2)
             kf.update(z, meas_cov=cov)
-        self._filters[track_id] = (kf, max(stamp_ns, entry[1]) if entry else stamp_ns)
-        pos, vel, acc = kf.position, kf.velocity, kf.acceleration
+            lon.predict(dt_s, cfg.jerk_std_mps3)
+            lon.update(z[:1], meas_cov=cov[:1, :1])
+        self._filters[track_id] = (kf, lon, max(stamp_ns, entry[2]) if entry else stamp_ns)
+        pos, vel, acc = kf.position, kf.velocity, float(lon.acceleration[0])
         rng = float(math.hypot(pos[0], pos[1]))
         rate = float(pos @ vel) / rng if rng > 1e-6 else 0.0
         return ObjectMotion(
             track_id=track_id,
             position_m=(float(pos[0]), float(pos[1])),
             velocity_mps=(float(vel[0]), float(vel[1])),
-            accel_mps2=(float(acc[0]), float(acc[1])),
+            accel_mps2=(acc, 0.0),
             range_m=rng,
             range_rate_mps=rate,
             ttc_s=time_to_collision(pos, vel),
@@ -119,5 +127,5 @@ class EgoMotionFilter:
         self._filters = {
             tid: entry
             for tid, entry in self._filters.items()
-            if stamp_ns - entry[1] <= limit_ns and (keep is None or tid in keep)
+            if stamp_ns - entry[2] <= limit_ns and (keep is None or tid in keep)
         }

@@ -21,6 +21,10 @@ class CostWeights:
     lane_change: float = 0.25  # per lane changed
     proximity: float = 2.0  # entering the headway / lateral comfort zone of an object
     speed_limit: float = 5.0
+    # Aiming at another lane than the previous plan did: without it two near-equal choices
+    # (swerve from a pedestrian at the kerb, or not) alternate every cycle and the ego weaves,
+    # which also swings every object across the camera frame.
+    consistency: float = 0.3
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,8 +231,13 @@ def evaluate(
     ego: EgoState,
     config: PlannerConfig,
     workspace: Workspace | None = None,
+    previous_lane: int | None = None,
 ) -> Evaluation:
-    """Hard checks and weighted soft cost of every candidate."""
+    """Hard checks and weighted soft cost of every candidate.
+
+    ``previous_lane``: the lane index the previous plan aimed at; candidates aiming elsewhere
+    pay the consistency term (none without it).
+    """
     lim = config.limits
     w = config.weights
     sp = roll.speed
@@ -282,6 +287,9 @@ def evaluate(
         "proximity": w.proximity * intrusion.square(),
         "speed_limit": w.speed_limit
         * (v - ego.speed_limit_mps).clamp_min(0.0).square().mean(dim=0),
+        "consistency": w.consistency
+        * (cands.lane_shift + ego.lane_index != previous_lane).to(v.dtype)[:, None]
+        if previous_lane is not None else zeros,
     }
     flat = {k: (t + zeros).reshape(-1) for k, t in terms.items()}
     total = torch.stack(list(flat.values()), dim=0).sum(dim=0)

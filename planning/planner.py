@@ -65,12 +65,14 @@ class Planner:
         self._t_s = torch.arange(n, device=self.device, dtype=dtype) * self.config.dt_s
         self._workspace = Workspace()
 
-    def plan(self, ego: EgoState, obstacles: Sequence[Obstacle]) -> PlanResult:
+    def plan(self, ego: EgoState, obstacles: Sequence[Obstacle],
+             previous_lane: int | None = None) -> PlanResult:
         """Choose a trajectory for ``ego`` among the sampled candidates.
 
-        Obstacles are in the ego frame (see :class:`planning.types.Obstacle`). Returns the
-        lowest-cost safe candidate, or the emergency stop straight ahead when none is safe
-        (``any_safe`` False).
+        Obstacles are in the ego frame (see :class:`planning.types.Obstacle`).
+        ``previous_lane``: the ``target_lane_index`` of this vehicle's previous plan, if any
+        (aiming elsewhere costs ``CostWeights.consistency``). Returns the lowest-cost safe
+        candidate, or the emergency stop straight ahead when none is safe (``any_safe`` False).
         """
         cfg, veh = self.config, self.vehicle
         with torch.inference_mode():
@@ -79,7 +81,7 @@ class Planner:
             curvature = lateral_curvature(ego, cands, speed, cfg, veh)
             roll = integrate(ego, speed, curvature, cfg, veh, self._t_s)
             obs = predict_obstacles(obstacles, ego, self._t_s, cfg, veh)
-            ev = evaluate(roll, cands, obs, ego, cfg, self._workspace)
+            ev = evaluate(roll, cands, obs, ego, cfg, self._workspace, previous_lane)
             masked = torch.where(ev.safe, ev.total, math.inf)
             # One device → host transfer for the choice.
             idx, n_safe = (int(v) for v in torch.stack([masked.argmin(), ev.safe.sum()]).tolist())

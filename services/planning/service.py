@@ -177,7 +177,8 @@ class PlanningService:
         obstacles = convert.obstacles(list(ctx.objects.values()), state)
         source_stamp = result.source.stamp_ns
         ctx.gate.on_perception(source_stamp, convert.closest_in_path_m(obstacles))
-        plan = self.planner.plan(ego, obstacles)
+        plan = self.planner.plan(ego, obstacles, previous_lane=ctx.plan.target_lane_index
+                                 if ctx.plan is not None else None)
         command = ctx.controller.step(plan.trajectory, speed_mps=state.speed_mps,
                                       dt_s=self.period_s)
         stamp = self.now_ns(source_stamp)

@@ -127,7 +127,8 @@ class ClosedLoop:
         still_s = 0.0
         substeps = round(self.plan_dt_s / self.sim_dt_s)
         for _ in range(round(duration_s / self.plan_dt_s)):
-            result = self.planner.plan(self.ego_state(), self.perceived())
+            previous = log.plans[-1].target_lane_index if log.plans else None
+            result = self.planner.plan(self.ego_state(), self.perceived(), previous)
             log.plans.append(result)
             cmd = self.controller.step(
                 result.trajectory, speed_mps=self.ego.speed_mps, dt_s=self.plan_dt_s
