@@ -51,6 +51,10 @@ class MotionConfig:
 
     accel_std_mps2: float = 3.0  # how hard road users change relative velocity
     jerk_std_mps3: float = 8.0  # how fast they change relative acceleration (longitudinal)
+    # An acceleration within this many standard deviations of zero is reported as zero: far
+    # away the range is metres uncertain and its second derivative is noise (a car 65 m ahead
+    # seen "braking" at 1 m/s² slows the ego down for nothing).
+    accel_significance: float = 2.0
     pixel_std: float = 1.5  # box edge noise [px]
     size_prior_rel_std: float = 0.15  # relative range error of a size-prior estimate
     min_std_m: float = 0.1
@@ -109,6 +113,8 @@ class EgoMotionFilter:
             lon.update(z[:1], meas_cov=cov[:1, :1])
         self._filters[track_id] = (kf, lon, max(stamp_ns, entry[2]) if entry else stamp_ns)
         pos, vel, acc = kf.position, kf.velocity, float(lon.acceleration[0])
+        if abs(acc) < cfg.accel_significance * math.sqrt(float(lon.P[2, 2])):
+            acc = 0.0
         rng = float(math.hypot(pos[0], pos[1]))
         rate = float(pos @ vel) / rng if rng > 1e-6 else 0.0
         return ObjectMotion(

@@ -206,6 +206,21 @@ def test_ego_filter_sees_a_car_ahead_braking() -> None:
     assert result.velocity_mps[0] < -3.0  # closing (the constant-velocity estimate lags)
 
 
+def test_ego_filter_reports_no_acceleration_it_cannot_resolve() -> None:
+    # A car 65 m ahead at a steady gap, its box bottom jittering by a pixel: the range jumps by
+    # metres, its second derivative is noise, and no braking is reported.
+    rng = np.random.default_rng(4)
+    motion = EgoMotionFilter()
+    reported = []
+    for k in range(100):
+        box = box_of(FRONT, 65.0, 0.0, 1.8, 1.5, depth=4.5)
+        box[3] += rng.normal(0.0, 1.0)
+        est = estimate_range(box, CLASS_IDS["car"], FRONT)
+        assert est is not None
+        reported.append(motion.update(5, est, FRONT, int(k * 0.05e9)).accel_mps2[0])
+    assert sum(a != 0.0 for a in reported[20:]) <= 4
+
+
 def test_ego_filter_forgets_idle_tracks() -> None:
     motion = EgoMotionFilter()
     est = estimate_range(box_of(FRONT, 20.0, 0.0, 1.8, 1.5), 1, FRONT)
