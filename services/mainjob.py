@@ -196,10 +196,8 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     # This run's consumer groups are new: they start at the topics' ends, not at the history
     # of earlier runs on the same cluster, which they would otherwise work through first.
     fresh: dict[str, Any] = {"start_from": "latest"}
-    # Real time on a CPU: the model is slower than the camera, so it runs on the newest frame.
     perception = build_perception(run_settings, bootstrap, options=PerceptionSettings(
-        latency_budget_ms=None if lockstep else PerceptionSettings().latency_budget_ms,
-        latest_only=not lockstep), **fresh)
+        latency_budget_ms=None if lockstep else PerceptionSettings().latency_budget_ms), **fresh)
     planning = build_planning(run_settings, bootstrap,
                               options=PlanningSettings(clock="source" if lockstep else "wall"),
                               **fresh)

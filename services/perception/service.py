@@ -64,17 +64,6 @@ def to_wire(obj: PerceivedObject) -> DetectedObject:
         ttc_s=obj.ttc_s)
 
 
-def newest_per_camera(records: list[Record]) -> tuple[list[Record], list[Record]]:
-    """(the newest record of each partition and key, the older ones), both in batch order."""
-    newest: dict[tuple[int, bytes | None], Record] = {}
-    for record in records:
-        slot = (record.partition, record.key)
-        if slot not in newest or record.offset > newest[slot].offset:
-            newest[slot] = record
-    keep = {id(r) for r in newest.values()}
-    return ([r for r in records if id(r) in keep], [r for r in records if id(r) not in keep])
-
-
 class PerceptionService:
     """State of the perception service: the detector and one tracker per camera stream."""
 
@@ -120,12 +109,6 @@ class PerceptionService:
         """Process one micro-batch."""
         arrived_ns = time.time_ns()
         loop = asyncio.get_running_loop()
-        if self.options.latest_only:
-            records, older = newest_per_camera(records)
-            for record in older:
-                camera = (record.key or b"").decode(errors="replace").rpartition("/")[2]
-                self.dropped.labels(camera, "superseded").inc()
-            self.dropped_total += len(older)
         frames: list[tuple[Record, FrameMeta, Image, float]] = []
         decoded = await loop.run_in_executor(self.worker, lambda: list(decode_frames(
             records, max_bytes=self.options.max_frame_bytes, max_pixels=self.options.max_pixels,

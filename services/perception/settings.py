@@ -48,10 +48,6 @@ class PerceptionSettings(BaseSettings):
     latency_budget_ms: float | None = Field(
         default=500.0, gt=0, description="Frames older than this (wall clock) are dropped [ms]; "
         "None turns dropping off (lockstep replays, whose stamps are simulation time).")
-    latest_only: bool = Field(
-        default=False, description="Run the model only on the newest frame of each camera in a "
-        "batch; the older ones are dropped on purpose and counted (reason `superseded`). For "
-        "real time where the model is slower than the camera: the queue then never grows.")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
     max_pixels: int = Field(default=4096 * 4096, ge=64 * 64,
                             description="Decoded images above this are rejected.")
