@@ -5,7 +5,7 @@ position and velocity; beside it a constant-acceleration filter on the longitudi
 alone gives the acceleration along the ego's axis (a car ahead braking). The two models suit
 what each number is for: a pedestrian starting to walk is a step in velocity (the
 constant-velocity model follows it without the lag and overshoot of a second-order model),
-a lead car braking is a step in acceleration. Its
+a lead car braking is a step in acceleration. The
 measurement noise follows the geometry of monocular ranging: along the line of sight a
 ground-plane range is uncertain by about ``range² · σ_v / (fy · camera height)`` (one pixel of
 box bottom is worth more metres the farther the object), a size-prior range by a fraction of

@@ -85,7 +85,7 @@ async def run_library(settings: Settings, *, scenarios: list[str], clock: str, s
                       run_id: str, out_dir: Path, record: bool = True,
                       duration_s: float | None = None, segment_scenarios: int | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
-    """The main job over any number of scenarios: `run_main_job` on the configured cluster.
+    """The main job over any number of scenarios, starting the broker (`kafka`) itself.
 
     On the embedded broker the scenarios run in segments of ``segment_scenarios`` (default
     `EMBEDDED_SEGMENT_SCENARIOS`), each on a broker of its own with services of their own; the
@@ -96,23 +96,18 @@ async def run_library(settings: Settings, *, scenarios: list[str], clock: str, s
     if settings.embedded:
         size = segment_scenarios or EMBEDDED_SEGMENT_SCENARIOS
     segments = [scenarios[i:i + size] for i in range(0, len(scenarios), size)] or [[]]
-    if len(segments) == 1:
-        async with kafka(settings) as bootstrap:
-            return await run_main_job(settings, bootstrap, scenarios=scenarios, clock=clock,
-                                      speed=speed, run_id=run_id, out_dir=out_dir, record=record,
-                                      duration_s=duration_s, progress=progress)
-    parts: list[Path] = []
+    recording = out_dir / "recording.mcap"
+    parts = [recording] if len(segments) == 1 else [
+        out_dir / f"recording.part-{n:02d}.mcap" for n in range(len(segments))]
     drives: list[Drive] = []
-    for n, segment in enumerate(segments):
-        part = out_dir / f"recording.part-{n:02d}.mcap"
+    for n, (segment, part) in enumerate(zip(segments, parts, strict=True)):
         async with kafka(settings) as bootstrap:
             drives.append(await drive_scenarios(
                 settings, bootstrap, scenarios=segment, first_index=n * size, clock=clock,
                 speed=speed, run_id=run_id, out_dir=out_dir,
                 recording=part if record else None, duration_s=duration_s, progress=progress))
-        parts.append(part)
-    if record:
-        await asyncio.to_thread(join_recordings, parts, out_dir / "recording.mcap")
+    if record and len(parts) > 1:
+        await asyncio.to_thread(join_recordings, parts, recording)
     return await finish_run(Drive.join(drives), clock=clock, run_id=run_id, out_dir=out_dir,
                             record=record, progress=progress)
 
