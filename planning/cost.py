@@ -161,7 +161,7 @@ def _reachable_s(ego: EgoState, roll: Rollout, config: PlannerConfig) -> float:
     """Frenet s of the footprint centre if the ego sped up to the desired speed."""
     horizon = float(roll.t_s[-1])
     v0 = max(ego.speed_mps, 0.0)
-    v_des = max(min(ego.speed_limit_mps, config.limits.max_speed_mps), 0.0)
+    v_des = ego.desired_speed_mps(config.limits.max_speed_mps)
     if v0 >= v_des:
         travel = v_des * horizon
     else:
@@ -271,7 +271,7 @@ def evaluate(
     )
 
     v = sp.v_mps
-    v_des = max(min(ego.speed_limit_mps, lim.max_speed_mps), 0.0)
+    v_des = ego.desired_speed_mps(lim.max_speed_mps)
     d_end = roll.d_m[-1]
     lane_err = d_end - torch.round(d_end / lane_w) * lane_w
     zeros = roll.d_m.new_zeros(roll.d_m.shape[1:])  # (P, K): broadcasts the per-axis terms

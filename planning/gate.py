@@ -5,11 +5,15 @@ minimal-risk stop when one goes stale; every published command goes through
 :func:`planning.limits.clamp`. The clock is injected (``now_ns`` arguments), so the gate is
 deterministic: the same calls give the same outputs.
 
-Stop choice: a comfortable stop (``comfortable_decel_mps2``, 1 m/s² by default) unless the
-closest in-path object — as last perceived, moved closer by the distance driven since at
-the last known speed — lies inside the comfortable stopping distance plus a margin; then
-an emergency stop (``emergency_decel_mps2``, 6 m/s²). Within one stale episode a
-comfortable stop can escalate to an emergency stop, never the reverse.
+Stop choice: a comfortable stop (``comfortable_decel_mps2``, 1 m/s² by default) unless it
+would bring the ego within a margin of the closest in-path object; then an emergency stop
+(``emergency_decel_mps2``, 6 m/s²). The object is taken as last perceived and keeps its
+speed along the path (the planner's own prediction): dead-reckoned closer by the closing
+speed since, it is nearest when the braking ego has slowed to its speed, after
+``(v_ego − v_object)² / (2 a)`` more metres of closing. A stopped object needs the whole
+comfortable stopping distance; a car ahead at the ego's speed needs none (before, any car in
+the path at 100 km/h, where a comfortable stop takes 386 m, gave an emergency stop). Within
+one stale episode a comfortable stop can escalate to an emergency stop, never the reverse.
 
 Recovery rule: back to normal only after every input has been fresh continuously for
 ``recovery_hold_ns`` AND a planner command stamped at or after the moment freshness
@@ -80,6 +84,7 @@ class Gate:
         self._stale: dict[str, bool] = dict.fromkeys(self._stamps, False)
         self._command: ControlCommand | None = None
         self._closest_m: float | None = None
+        self._closest_speed_mps = 0.0
         self._speed_mps = 0.0
         self._mode = GateMode.NORMAL
         self._fresh_since_ns: int | None = None
@@ -96,10 +101,13 @@ class Gate:
         self._command = command
         self._stamps[PLANNER] = stamp_ns
 
-    def on_perception(self, stamp_ns: int, closest_in_path_m: float | None = None) -> None:
-        """A perception result: its source stamp and the closest in-path object [m]."""
+    def on_perception(self, stamp_ns: int, closest_in_path_m: float | None = None,
+                      closest_speed_mps: float = 0.0) -> None:
+        """A perception result: its source stamp, and the closest in-path object's distance [m]
+        and speed along the path over the ground [m/s] (0: stopped; oncoming counts as 0)."""
         self._stamps[PERCEPTION] = stamp_ns
         self._closest_m = closest_in_path_m
+        self._closest_speed_mps = max(closest_speed_mps, 0.0)
 
     def on_vehicle_state(self, stamp_ns: int, speed_mps: float) -> None:
         """A vehicle-state message: its stamp and the vehicle speed."""
@@ -119,10 +127,12 @@ class Gate:
         stamp = self._stamps[PERCEPTION]
         if closest is None or stamp is None:
             return False
-        speed = max(self._speed_mps, 0.0)
-        driven = speed * max(now_ns - stamp, 0) / 1e9
-        comfortable = speed * speed / (2.0 * self.config.comfortable_decel_mps2)
-        return closest - driven < comfortable + self.config.stop_margin_m
+        closing = max(self._speed_mps, 0.0) - self._closest_speed_mps
+        if closing <= 0.0:  # the object is as fast or faster: slowing down only opens the gap
+            return closest < self.config.stop_margin_m
+        gap = closest - closing * max(now_ns - stamp, 0) / 1e9
+        closed_while_braking = closing * closing / (2.0 * self.config.comfortable_decel_mps2)
+        return gap - closed_while_braking < self.config.stop_margin_m
 
     def tick(self, now_ns: int) -> GateOutput:
         """Decide and clamp the command to publish at ``now_ns``."""

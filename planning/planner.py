@@ -185,7 +185,7 @@ class Planner:
             return Behaviour.LANE_CHANGE_RIGHT
         if target_v < _STOP_SPEED_MPS or (v_end < _STOP_SPEED_MPS and v_end < v_start):
             return Behaviour.STOP
-        v_des = min(ego.speed_limit_mps, self.config.limits.max_speed_mps)
+        v_des = ego.desired_speed_mps(self.config.limits.max_speed_mps)
         if obs.m > 0 and target_v < v_des - _FOLLOW_SLACK_MPS:
             s0, right, left = (
                 torch.stack([obs.s0_m, obs.right_m[:, 0], obs.left_m[:, 0]]).cpu().numpy()

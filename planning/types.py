@@ -85,6 +85,14 @@ class EgoState:
     lane_width_m: float = 3.5
     speed_limit_mps: float = 13.9
     road_curvature_1pm: float = 0.0  # [1/m], positive when the road turns left
+    set_speed_mps: float | None = None  # the driver's cruise speed; None: the speed limit
+
+    def desired_speed_mps(self, max_speed_mps: float) -> float:
+        """The speed the planner aims for: the limit, the driver's set speed and the vehicle's."""
+        v = min(self.speed_limit_mps, max_speed_mps)
+        if self.set_speed_mps is not None:
+            v = min(v, self.set_speed_mps)
+        return max(v, 0.0)
 
 
 @dataclass(frozen=True, slots=True)

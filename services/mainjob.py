@@ -24,10 +24,18 @@ from services.audit.settings import AuditSettings
 from services.broker.embedded import kafka
 from services.frame.delivery import Record
 from services.frame.service import ServiceFrame
-from services.messages import TOPICS, VEHICLE_CONTROL
-from services.monitor.service import build as build_monitor
-from services.perception.service import build as build_perception
-from services.perception.settings import PerceptionSettings
+from services.messages import (
+    CAMERA_FRAMES,
+    PERCEPTION_OBJECTS,
+    PLANNING_TRAJECTORY,
+    SIM_GROUND_TRUTH,
+    TOPICS,
+    VEHICLE_CONTROL,
+)
+from services.monitor.service import build_monitor
+from services.monitor.settings import load_monitor_settings
+from services.perception.process import PerceptionProcess
+from services.perception.settings import PerceptionSettings, usable_cores
 from services.planning.service import build as build_planning
 from services.planning.settings import PlanningSettings
 from services.recording.mcap_io import RecordingWriter, read_recording
@@ -76,14 +84,34 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_progress": round(sum(r["progress"] for r in rows) / n, 3) if n else None}
 
 
+#: Topics that run at the camera's rate (one message per frame).
+FRAME_RATE_TOPICS = (CAMERA_FRAMES, SIM_GROUND_TRUTH, PERCEPTION_OBJECTS, PLANNING_TRAJECTORY)
+#: Camera rate of `roadstream run --clock realtime` on a machine of fewer than 4 cores [Hz].
+SMALL_MACHINE_CAMERA_HZ = 10.0
+
+
+def default_camera_rate(clock: str) -> float | None:
+    """The camera rate `roadstream run` uses unless told: None (the scenarios' own, 20 Hz)
+    except in real time on fewer than 4 cores, where it is `SMALL_MACHINE_CAMERA_HZ`.
+
+    Why: on 2 cores, 20 frames/s of rendering, detection (27-40 ms a frame on one thread),
+    planning and Kafka need more than the two cores; perception fell 220-590 ms behind, past
+    the gate's timeout, and the gate held a minimal-risk stop (docs/benchmarks.md). Vehicle
+    state, planning ticks and control stay at 20 Hz; the perception timeout and the monitor's
+    expected rates follow the camera. Lockstep is not paced, so it keeps the scenario's rate.
+    """
+    return SMALL_MACHINE_CAMERA_HZ if clock == "realtime" and usable_cores() < 4 else None
+
+
 #: Scenarios per embedded broker in `run_library`: the embedded broker keeps every message in
 #: memory and its fetch cost grows with that log (docs/benchmarks.md), so a long run restarts it.
-EMBEDDED_SEGMENT_SCENARIOS = 12
+EMBEDDED_SEGMENT_SCENARIOS = 6
 
 
 async def run_library(settings: Settings, *, scenarios: list[str], clock: str, speed: float,
                       run_id: str, out_dir: Path, record: bool = True,
                       duration_s: float | None = None, segment_scenarios: int | None = None,
+                      camera_rate_hz: float | None = None,
                       progress: Progress | None = None) -> dict[str, Any]:
     """The main job over any number of scenarios, starting the broker (`kafka`) itself.
 
@@ -105,11 +133,12 @@ async def run_library(settings: Settings, *, scenarios: list[str], clock: str, s
             drives.append(await drive_scenarios(
                 settings, bootstrap, scenarios=segment, first_index=n * size, clock=clock,
                 speed=speed, run_id=run_id, out_dir=out_dir,
-                recording=part if record else None, duration_s=duration_s, progress=progress))
+                recording=part if record else None, duration_s=duration_s,
+                camera_rate_hz=camera_rate_hz, progress=progress))
     if record and len(parts) > 1:
         await asyncio.to_thread(join_recordings, parts, recording)
     return await finish_run(Drive.join(drives), clock=clock, run_id=run_id, out_dir=out_dir,
-                            record=record, progress=progress)
+                            record=record, camera_rate_hz=camera_rate_hz, progress=progress)
 
 
 def join_recordings(parts: list[Path], out: Path) -> Path:
@@ -153,10 +182,12 @@ async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[st
 
 
 async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, record: bool,
-                     progress: Progress | None) -> dict[str, Any]:
+                     progress: Progress | None,
+                     camera_rate_hz: float | None = None) -> dict[str, Any]:
     """The run's summary (and its report, when recorded)."""
     rows = drive.rows
-    summary = {"run_id": run_id, "clock": clock, "closed_loop": True, "scenarios": rows,
+    summary = {"run_id": run_id, "clock": clock, "closed_loop": True,
+               "camera_rate_hz": camera_rate_hz, "scenarios": rows,
                "totals": totals(rows), "created_ns": time.time_ns(),
                "perception": {"model_version": drive.model_version,
                               "frames_dropped": drive.frames_dropped,
@@ -164,7 +195,7 @@ async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, re
                                                        max(1, len(drive.batch_sizes)), 2)},
                "files": {"summary": "summary.json",
                          "recording": "recording.mcap" if record else None,
-                         "audit": "audit.db"}}
+                         "audit": "audit.db", "perception_log": "perception.log"}}
     if record:
         await write_run_report(out_dir, summary, progress)
     return summary
@@ -173,16 +204,19 @@ async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, re
 async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list[str],
                           first_index: int, clock: str, speed: float, run_id: str, out_dir: Path,
                           recording: Path | None, duration_s: float | None = None,
+                          camera_rate_hz: float | None = None,
                           progress: Progress | None = None) -> Drive:
     """Start every service on `bootstrap`, drive the scenarios in closed loop, stop them.
 
     Scenario ``i`` of the list runs as ``<run_id>-<first_index + i>``; the audit trail goes
     to ``out_dir/audit.db`` (continued when it exists) and, with ``recording``, every topic
-    to that MCAP file.
+    to that MCAP file. ``camera_rate_hz`` caps the cameras' rate (None: the scenarios' own);
+    the planner's perception timeout and the monitor's expected rates follow it.
     """
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any I/O loop
-    # All services share this process: one torch thread each leaves a core for the renderer
-    # and Kafka, and avoids OpenMP threads spinning against each other (seconds per frame).
+    # One torch thread for the planner here and one for the detector in its process leave the
+    # second core to the renderer and Kafka, and keep OpenMP threads from spinning against each
+    # other (seconds per frame).
     run_settings = settings.model_copy(update={
         "group_prefix": f"{settings.group_prefix}.{run_id}",
         "torch_threads": settings.torch_threads or 1})
@@ -191,12 +225,12 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     # This run's consumer groups are new: they start at the topics' ends, not at the history
     # of earlier runs on the same cluster, which they would otherwise work through first.
     fresh: dict[str, Any] = {"start_from": "latest"}
-    perception = build_perception(run_settings, bootstrap, options=PerceptionSettings(
-        latency_budget_ms=None if lockstep else PerceptionSettings().latency_budget_ms), **fresh)
     planning = build_planning(run_settings, bootstrap,
-                              options=PlanningSettings(clock="source" if lockstep else "wall"),
+                              options=PlanningSettings(clock="source" if lockstep else "wall",
+                                                       perception_rate_hz=camera_rate_hz),
                               **fresh)
-    monitor = build_monitor(run_settings, bootstrap)
+    rates = {t.name: camera_rate_hz for t in FRAME_RATE_TOPICS} if camera_rate_hz else {}
+    monitor, _ = build_monitor(run_settings, bootstrap, load_monitor_settings(rates_hz=rates))
     audit = build_audit(run_settings, bootstrap,
                         options=AuditSettings(url=f"sqlite:///{(out_dir / 'audit.db').resolve()}"),
                         **fresh)
@@ -206,18 +240,32 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
         if current:
             await current[-1].on_control(rec)
 
-    simulator.consume(VEHICLE_CONTROL)(on_control)
-    services: list[ServiceFrame] = [perception, planning, monitor, audit, simulator]
+    # Only the newest control matters to the simulator: no commit round trip per command.
+    simulator.consume(VEHICLE_CONTROL, at_least_once=False)(on_control)
+    services: list[ServiceFrame] = [planning, monitor, audit, simulator]
+    # Perception runs in a process of its own: in one interpreter the model's thread, the
+    # renderer, the planner and every consumer share one lock, and in real time each Kafka hop
+    # waited on it (docs/benchmarks.md).
+    perception = PerceptionProcess(out_dir / "perception.log")
+    # Lockstep: one frame per model run. Which frames of two cameras share a batch depends on
+    # timing, and a batched convolution's floats differ from a single one's, so batching made
+    # multi-camera replays differ (cut_in: min distance 29.45 vs 29.62 m in two runs).
+    defaults = PerceptionSettings()
+    perception_options = defaults.model_copy(update={
+        "latency_budget_ms": None if lockstep else defaults.latency_budget_ms,
+        "max_batch_size": 1 if lockstep else defaults.max_batch_size})
     stop_recording = asyncio.Event()
     recorder_task = None
     ready = asyncio.Event()
     if recording is not None:
         recorder = Recorder(run_settings, bootstrap, TOPICS, recording, from_beginning=False)
         recorder_task = asyncio.create_task(recorder.run(stop_recording, on_ready=ready.set))
-    await asyncio.gather(*(s.start() for s in services))
     try:
+        started, *_ = await asyncio.gather(
+            perception.start(run_settings, perception_options, bootstrap),
+            *(s.start() for s in services))
         assigned = await asyncio.gather(*(s.wait_assigned(60)
-                                          for s in (perception, planning, audit, simulator)))
+                                          for s in (planning, audit, simulator)))
         if not all(assigned):
             log.warning("main job: some consumers got no partitions within 60 s; going on")
         if recorder_task is not None:
@@ -226,7 +274,8 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
         for i, name in enumerate(scenarios):
             options = SimulatorSettings(scenario=name, loop="closed",
                                         clock="lockstep" if lockstep else "realtime", speed=speed,
-                                        lockstep_timeout_s=10.0, duration_s=duration_s)
+                                        lockstep_timeout_s=10.0, duration_s=duration_s,
+                                        camera_rate_hz=camera_rate_hz)
             streamer = ScenarioStreamer(simulator, options,
                                         run_id=f"{run_id}-{first_index + i:02d}")
             current[:] = [streamer]
@@ -236,14 +285,14 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
         for service in reversed(services):
             with contextlib.suppress(Exception):
                 await service.stop()
+        counts = await perception.stop()
         stop_recording.set()
         if recorder_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(recorder_task, timeout=30)
     rows = [scorecard_row(r["scenario"], v, r["wall_s"]) for r in results for v in r["vehicles"]]
-    service = perception.perception  # type: ignore[attr-defined]
-    return Drive(rows, service.detector.model_version, service.dropped_total,
-                 list(service.batch_sizes))
+    return Drive(rows, str(started["model_version"]), int(counts.get("dropped", 0)),
+                 [int(b) for b in counts.get("batch_sizes", [])])
 
 
 async def write_run_report(out_dir: Path, summary: dict[str, Any],

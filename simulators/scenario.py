@@ -113,6 +113,10 @@ class EgoSpec(_Strict):
     lane: int = Field(default=0, ge=0)
     s_m: float = Field(default=0.0, ge=0, description="start station of the rear axle [m]")
     speed_kph: float = Field(ge=0)
+    hold_speed: bool = Field(
+        default=False,
+        description="the driver's cruise speed is the start speed, as in the Euro NCAP tests "
+                    "(the vehicle under test holds the test speed); otherwise the road's limit")
     route: list[RouteLeg] = Field(default_factory=list)
     vehicle: VehicleSpec = Field(default_factory=VehicleSpec)
 
@@ -120,6 +124,11 @@ class EgoSpec(_Strict):
     def speed_mps(self) -> float:
         """Start speed [m/s]."""
         return self.speed_kph * KPH
+
+    @property
+    def set_speed_mps(self) -> float | None:
+        """The cruise speed the driver set [m/s], or None to drive at the road's limit."""
+        return self.speed_mps if self.hold_speed else None
 
 
 class Trigger(_Strict):

@@ -46,6 +46,7 @@ class EgoState:
     s_m: float  # station along the road
     d_m: float  # lateral offset from the road centre, + left
     lane: int
+    set_speed_mps: float | None = None  # the driver's cruise speed; None: the road's limit
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
@@ -127,6 +128,7 @@ class World:
             t_s=self.t_s, x_m=e.x_m, y_m=e.y_m, yaw_rad=e.yaw_rad, speed_mps=e.speed_mps,
             accel_mps2=e.accel_mps2, yaw_rate_radps=e.yaw_rate_radps, steer_rad=e.steer_rad,
             s_m=self._s_m, d_m=self._d_m, lane=self.road.lane_of(self._d_m),
+            set_speed_mps=self.scenario.ego.set_speed_mps,
         )
 
     def ego_box(self) -> OrientedBox:

@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 from aiokafka import AIOKafkaProducer
-from pydantic import SecretStr
 
 from perception.bench import time_detect
 from perception.checkpoint import load_detector
@@ -43,7 +42,6 @@ from services.bench import perception_stats as st
 from services.bench.machine import machine_info
 from services.bench.perception_rig import (
     Collector,
-    Worker,
     frame_record,
     measure_hops,
     render_frames,
@@ -52,6 +50,7 @@ from services.bench.perception_rig import (
 from services.broker.clients import client_kwargs, producer_kwargs
 from services.frame.delivery import Record
 from services.perception.decode import Image, decode_frames, gpu_decode_device
+from services.perception.process import PerceptionProcess
 from services.perception.settings import PerceptionSettings, model_threads
 from services.settings import Settings
 from simulators.library import DEFAULT_SCENARIO
@@ -101,16 +100,6 @@ def measure_decode(records: list[Record], options: PerceptionSettings,
             fps_runs.append(len(records) / elapsed)
         images = [d.image for d in decoded if d.image is not None]
     return fps_runs, images
-
-
-def _plain(settings: Settings) -> dict[str, Any]:
-    """Settings as JSON for the service process, secrets included (sent over a pipe, not argv)."""
-    data = settings.model_dump(mode="json")
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if isinstance(value, SecretStr):
-            data[name] = value.get_secret_value()
-    return data
 
 
 def _model_step(settings: Settings, options: PerceptionSettings, opts: BenchOptions, threads: int,
@@ -205,7 +194,7 @@ async def bench_perception(settings: Settings, bootstrap: str, opts: BenchOption
 
     producer = AIOKafkaProducer(**client_kwargs(settings, bootstrap, "bench"), **producer_kwargs(settings))
     collector = Collector(settings, bootstrap)
-    worker = Worker()
+    worker = PerceptionProcess()
     await producer.start()
     try:
         await collector.start()
@@ -217,9 +206,8 @@ async def bench_perception(settings: Settings, bootstrap: str, opts: BenchOption
             "group_prefix": f"bench-{uuid.uuid4().hex[:8]}", "metrics_port": 0})
         service_options = options.model_copy(update={"latency_budget_ms": None})
         report("service start", 0.0)
-        ready = await worker.start({"settings": _plain(service_settings),
-                                    "options": service_options.model_dump(mode="json"),
-                                    "bootstrap": bootstrap}, opts.startup_timeout_s)
+        ready = await worker.start(service_settings, service_options, bootstrap,
+                                   opts.startup_timeout_s)
         report("service start", 1.0)
         top = st.nearest_batch(options.max_batch_size, bare_fps)
         backlog = st.backlog_frames(max(bare_fps[top], bare_fps.get(1, 0.0)), warmup_s=opts.warmup_s,

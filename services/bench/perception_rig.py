@@ -1,8 +1,8 @@
 """The load-generating side of `roadstream bench perception`.
 
 Rendered frames, a collector of `perception.objects` that stamps each message on arrival,
-the broker-hop measurement, and the perception service in its own process
-(`services.bench.perception_worker`), driven over its standard streams.
+the broker-hop measurement, and the perception service runs in its
+own process (`services.perception.process`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +17,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.bench.perception_worker import PREFIX
 from services.broker.clients import client_kwargs, consumer_kwargs
 from services.frame.delivery import Record
 from services.messages import CAMERA_FRAMES, PERCEPTION_OBJECTS, FrameRef, PerceptionObjects
@@ -146,57 +143,6 @@ async def measure_hops(producer: AIOKafkaProducer, collector: Collector, n: int)
         if seq >= 2:
             hops.append((arrived[0][0] - sent_ns) / 1e6)
     return hops
-
-
-class Worker:
-    """The perception service process (services.bench.perception_worker)."""
-
-    def __init__(self) -> None:
-        self.proc: asyncio.subprocess.Process | None = None
-        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-
-    async def start(self, config: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Start the service and wait until its consumer holds its partitions."""
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.bench.perception_worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=self.log)
-        assert self.proc.stdin is not None
-        self.proc.stdin.write((json.dumps(config) + "\n").encode())
-        await self.proc.stdin.drain()
-        return await asyncio.wait_for(self._message("ready"), timeout_s)
-
-    async def _message(self, key: str) -> dict[str, Any]:
-        assert self.proc is not None
-        assert self.proc.stdout is not None
-        while True:
-            line = await self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError("the perception service process exited:\n" + self.log_tail())
-            text = line.decode(errors="replace")
-            if text.startswith(PREFIX):
-                message: dict[str, Any] = json.loads(text[len(PREFIX):])
-                if message.get(key):
-                    return message
-
-    def log_tail(self, chars: int = 3000) -> str:
-        """The end of the service's stderr."""
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-chars:]
-
-    async def stop(self) -> dict[str, Any]:
-        """Close its stdin (graceful stop) and return its final statistics."""
-        summary: dict[str, Any] = {}
-        if self.proc is not None and self.proc.returncode is None:
-            assert self.proc.stdin is not None
-            self.proc.stdin.close()
-            try:
-                summary = await asyncio.wait_for(self._message("stopped"), 30)
-                await asyncio.wait_for(self.proc.wait(), 10)
-            except (TimeoutError, RuntimeError):
-                self.proc.kill()
-                await self.proc.wait()
-        self.log.close()
-        return summary
 
 
 async def send_frame(producer: AIOKafkaProducer, image: bytes, cam: Camera, *, seq: int,

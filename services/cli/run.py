@@ -12,7 +12,12 @@ from rich.table import Table
 
 from services.cli.common import CommandError, emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
-from services.mainjob import EMBEDDED_SEGMENT_SCENARIOS, run_library
+from services.mainjob import (
+    EMBEDDED_SEGMENT_SCENARIOS,
+    SMALL_MACHINE_CAMERA_HZ,
+    default_camera_rate,
+    run_library,
+)
 from services.perception.settings import PerceptionSettings
 from simulators.library import load_scenario, scenario_names
 
@@ -32,6 +37,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--clock", choices=["lockstep", "realtime"], default="lockstep",
                    help="lockstep (default, deterministic) or realtime")
     p.add_argument("--speed", type=float, default=1.0, help="realtime speed factor (1.0)")
+    p.add_argument("--camera-hz", type=float, default=None, metavar="HZ",
+                   help="render the cameras at most HZ times a second; state, planning and "
+                        "control stay at the scenario's rate (default: the scenarios' 20 Hz, "
+                        f"but {SMALL_MACHINE_CAMERA_HZ:g} Hz in real time on fewer than 4 cores)")
     p.add_argument("--duration", type=float, default=None, metavar="S",
                    help="cut each scenario to S seconds (smoke runs)")
     p.add_argument("--segment", type=int, default=EMBEDDED_SEGMENT_SCENARIOS, metavar="N",
@@ -58,13 +67,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.segment < 1:
         raise CommandError(f"--segment must be at least 1, not {args.segment}")
+    if args.camera_hz is not None and not 0 < args.camera_hz <= 240:
+        raise CommandError(f"--camera-hz must be in (0, 240], not {args.camera_hz:g}")
+    camera_hz = args.camera_hz or default_camera_rate(args.clock)
+    rate = f", camera {camera_hz:g} Hz" if camera_hz else ""
 
     async def go() -> dict[str, Any]:
-        with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}") as bar:
+        with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}{rate}") as bar:
             return await run_library(settings, scenarios=names, clock=args.clock,
                                      speed=args.speed, run_id=run_id, out_dir=out_dir,
                                      duration_s=args.duration, record=not args.no_record,
-                                     segment_scenarios=args.segment,
+                                     segment_scenarios=args.segment, camera_rate_hz=camera_hz,
                                      progress=ScenarioProgress(bar))
 
     summary = run_async(go())
@@ -84,7 +97,9 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def print_scorecard(summary: dict[str, Any]) -> None:
     """The scorecard as a table on stdout."""
-    table = Table(title=f"run {summary['run_id']} ({summary['clock']})")
+    rate = summary.get("camera_rate_hz")
+    table = Table(title=f"run {summary['run_id']} ({summary['clock']}"
+                        + (f", camera {rate:g} Hz)" if rate else ")"))
     for col in ("scenario", "collision", "impact m/s", "min TTC s", "min dist m", "progress",
                 "max decel", "max jerk", "lat dev m", "e2e p50/p99 ms", "wall s", "score"):
         table.add_column(col, justify="left" if col == "scenario" else "right")

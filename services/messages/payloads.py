@@ -112,6 +112,10 @@ class VehicleState(Payload):
     accel_mps2: float = 0.0
     yaw_rate_radps: float = 0.0
     steer_rad: float = Field(default=0.0, description="Steering tire angle [rad].")
+    set_speed_mps: float | None = Field(
+        default=None, ge=0,
+        description="Cruise speed the driver set [m/s], as a car's cruise control reports it; "
+                    "the planner drives at the lower of it and the speed limit. Null: none set.")
     run_id: str = ""
     lane: LaneContext | None = Field(default=None, description="Lane context, when localised.")
 

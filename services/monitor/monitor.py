@@ -56,7 +56,8 @@ class Monitor:
                  metrics: MonitorMetrics | None = None) -> None:
         self.options = options
         self.specs = {t.name: t for t in topics}
-        rates = {t.name: t.rate_hz for t in self.specs.values() if t.rate_hz}
+        rates = {t.name: options.rates_hz.get(t.name, t.rate_hz) for t in self.specs.values()
+                 if t.rate_hz}
         self.metrics = metrics
         self.liveness = LivenessCheck(rates, stale_periods=options.stale_periods,
                                       critical_topics=options.critical_topics,

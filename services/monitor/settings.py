@@ -17,6 +17,14 @@ ENV_PREFIX = "ROADSTREAM_MONITOR_"
 DEFAULT_CRITICAL_TOPICS = ("camera.frames", "vehicle.state", "perception.objects", "vehicle.control")
 
 
+def _known_topics(value: tuple[str, ...]) -> tuple[str, ...]:
+    known = {t.name for t in TOPICS}
+    unknown = [t for t in value if t not in known]
+    if unknown:
+        raise ValueError(f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return value
+
+
 class MonitorSettings(BaseSettings):
     """Thresholds and budgets of every monitor check; defaults suit the 10/20 Hz registry rates."""
 
@@ -30,6 +38,9 @@ class MonitorSettings(BaseSettings):
     clock: Literal["record", "arrival"] = Field(
         default="record", description="record: a message's time is its Kafka timestamp (the "
         "producer's clock); arrival: the monitor's clock when it is consumed.")
+    rates_hz: dict[str, float] = Field(
+        default_factory=dict, description="Expected rates that differ from the registry's, by "
+        "topic (e.g. a camera run at 10 Hz: camera.frames, perception.objects) [Hz].")
     # --- liveness
     stale_periods: float = Field(default=10.0, gt=1,
                                  description="A key is stale after this many expected periods.")
@@ -79,11 +90,16 @@ class MonitorSettings(BaseSettings):
 
     @field_validator("critical_topics")
     @classmethod
-    def _known_topics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        known = {t.name for t in TOPICS}
-        unknown = [t for t in value if t not in known]
-        if unknown:
-            raise ValueError(f"unknown topic(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    def _known_critical(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _known_topics(value)
+
+    @field_validator("rates_hz")
+    @classmethod
+    def _known_rates(cls, value: dict[str, float]) -> dict[str, float]:
+        _known_topics(tuple(value))
+        bad = [k for k, v in value.items() if v <= 0]
+        if bad:
+            raise ValueError(f"rates must be > 0 Hz: {', '.join(bad)}")
         return value
 
     @field_validator("latency_budgets_ms")

@@ -22,9 +22,11 @@ def ego_state(state: VehicleState) -> EgoState:
     lane = state.lane
     if lane is None:
         return EgoState(speed_mps=state.speed_mps, accel_mps2=state.accel_mps2,
-                        steer_rad=state.steer_rad, yaw_rate_radps=state.yaw_rate_radps)
+                        steer_rad=state.steer_rad, yaw_rate_radps=state.yaw_rate_radps,
+                        set_speed_mps=state.set_speed_mps)
     return EgoState(speed_mps=state.speed_mps, accel_mps2=state.accel_mps2,
                     steer_rad=state.steer_rad, yaw_rate_radps=state.yaw_rate_radps,
+                    set_speed_mps=state.set_speed_mps,
                     lateral_offset_m=lane.lateral_offset_m, heading_rel_rad=lane.heading_rel_rad,
                     lane_index=lane.lane_index, n_lanes=lane.n_lanes,
                     lane_width_m=lane.lane_width_m, speed_limit_mps=lane.speed_limit_mps,
@@ -66,9 +68,11 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState) -> list[Obs
     return out
 
 
-def closest_in_path_m(obstacles_: list[Obstacle]) -> float | None:
-    """Distance to the nearest obstacle ahead in the ego's path [m], if any."""
-    ahead = [o.x_m for o in obstacles_ if o.x_m > 0 and abs(o.y_m) < IN_PATH_HALF_WIDTH_M]
+def closest_in_path(obstacles_: list[Obstacle]) -> tuple[float, float] | None:
+    """The nearest obstacle ahead in the ego's path: its distance [m] and its speed along the
+    ego's axis over the ground [m/s], if there is one."""
+    ahead = [(o.x_m, o.vx_mps) for o in obstacles_
+             if o.x_m > 0 and abs(o.y_m) < IN_PATH_HALF_WIDTH_M]
     return min(ahead) if ahead else None
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +68,7 @@ class VehicleContext:
     seq: int = 0
     latest_state: VehicleState | None = None
     states: OrderedDict[int, VehicleState] = field(default_factory=OrderedDict)
-    objects: dict[str, PerceptionObjects] = field(default_factory=dict)
+    objects: dict[str, deque[PerceptionObjects]] = field(default_factory=dict)  # newest last
     pending: tuple[PerceptionObjects, str] | None = None  # a frame waiting for its state
     plan: PlanResult | None = None
     plan_stamp_ns: int = 0
@@ -91,7 +91,9 @@ class PlanningService:
         self.planner = Planner(device=device)
         self.period_s = 1.0 / control.rate_hz
         k = options.timeout_periods
-        perception_ns = round(k * (PERCEPTION_OBJECTS.period_s or 0.05) * 1e9)
+        perception_period_s = (1.0 / options.perception_rate_hz if options.perception_rate_hz
+                               else PERCEPTION_OBJECTS.period_s or 0.05)
+        perception_ns = round(k * perception_period_s * 1e9)
         self.gate_config = GateConfig(
             perception_timeout_ns=perception_ns,
             vehicle_state_timeout_ns=round(k * (VEHICLE_STATE.period_s or 0.05) * 1e9),
@@ -141,7 +143,7 @@ class PlanningService:
         """Keep a camera's objects; the primary camera's trigger a plan."""
         result = PerceptionObjects.decode(record.value, source=f"{record.topic}@{record.offset}")
         ctx = self.vehicle(result.vehicle_id, result.run_id)
-        ctx.objects[result.camera_id] = result
+        ctx.objects.setdefault(result.camera_id, deque(maxlen=4)).append(result)
         ctx.last_input_ns = max(ctx.last_input_ns, result.source.stamp_ns)
         if result.camera_id != self.options.primary_camera:
             return
@@ -169,14 +171,32 @@ class PlanningService:
                 return
         await self.plan(ctx, result, state, trace)
 
+    def camera_results(self, ctx: VehicleContext,
+                       primary: PerceptionObjects) -> list[PerceptionObjects]:
+        """The primary result and each other camera's newest one to plan with.
+
+        In source mode another camera's result counts only when its frame is older than the
+        primary's: whether a frame of the same instant was served before or after the
+        primary's is a race between two partitions, and a replay must not depend on it.
+        """
+        chosen = [primary]
+        for camera, results in ctx.objects.items():
+            if camera == primary.camera_id:
+                continue
+            usable = [r for r in results if self.options.clock != "source"
+                      or r.source.stamp_ns < primary.source.stamp_ns]
+            if usable:
+                chosen.append(usable[-1])
+        return chosen
+
     async def plan(self, ctx: VehicleContext, result: PerceptionObjects,
                    state: VehicleState, traceparent: str) -> None:
         """Plan, control, publish the trajectory; in source mode also tick and publish."""
         ctx.traceparent = traceparent  # the controls of this plan continue the frame's trace
         ego = convert.ego_state(state)
-        obstacles = convert.obstacles(list(ctx.objects.values()), state)
+        obstacles = convert.obstacles(self.camera_results(ctx, result), state)
         source_stamp = result.source.stamp_ns
-        ctx.gate.on_perception(source_stamp, convert.closest_in_path_m(obstacles))
+        ctx.gate.on_perception(source_stamp, *(convert.closest_in_path(obstacles) or (None,)))
         plan = self.planner.plan(ego, obstacles, previous_lane=ctx.plan.target_lane_index
                                  if ctx.plan is not None else None)
         command = ctx.controller.step(plan.trajectory, speed_mps=state.speed_mps,
@@ -256,8 +276,10 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
     tune_allocator()  # without it every plan page-faults its scratch tensors again
     frame = ServiceFrame("planning", settings, bootstrap, **frame_kwargs)
     service = PlanningService(frame, settings, options, control or ControlSettings())
-    frame.consume(VEHICLE_STATE)(service.on_state)
-    frame.consume(PERCEPTION_OBJECTS)(service.on_objects)
+    # Only the newest state and objects matter (older ones are stale to the gate), so no
+    # commit round trip per record: at 20 + 20 records/s those bound the service's intake.
+    frame.consume(VEHICLE_STATE, at_least_once=False)(service.on_state)
+    frame.consume(PERCEPTION_OBJECTS, at_least_once=False)(service.on_objects)
     if options.clock == "wall":
         frame.background(service.control_loop)
     frame.planning = service  # type: ignore[attr-defined]

@@ -20,3 +20,7 @@ class PlanningSettings(BaseSettings):
     timeout_periods: float = Field(default=4.0, ge=1.0, le=50.0,
                                    description="An input is stale after this many expected "
                                    "periods (registry rate) [-].")
+    perception_rate_hz: float | None = Field(
+        default=None, gt=0, le=240, description="Expected rate of perception.objects per camera, "
+        "when the camera runs slower than the registry's 20 Hz (the perception timeout is "
+        "timeout_periods of it); None = the registry rate [Hz].")

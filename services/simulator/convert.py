@@ -40,8 +40,8 @@ def vehicle_state(ego: EgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
     return VehicleState(vehicle_id=vehicle_id, stamp_ns=stamp_ns,
                         pose=Pose2D(x_m=ego.x_m, y_m=ego.y_m, yaw_rad=ego.yaw_rad),
                         speed_mps=ego.speed_mps, accel_mps2=ego.accel_mps2,
-                        yaw_rate_radps=ego.yaw_rate_radps, steer_rad=ego.steer_rad, run_id=run_id,
-                        lane=context)
+                        yaw_rate_radps=ego.yaw_rate_radps, steer_rad=ego.steer_rad,
+                        set_speed_mps=ego.set_speed_mps, run_id=run_id, lane=context)
 
 
 def ground_truth(gt: FrameGroundTruth, *, vehicle_id: str, seq: int, stamp_ns: int,

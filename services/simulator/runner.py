@@ -96,7 +96,11 @@ class ScenarioStreamer:
             for i in range(options.vehicles)
         }
         self.cameras = list(self.vehicles[next(iter(self.vehicles))].world.cameras.values())
-        self.rate_hz = max(c.rate_hz for c in self.scenario.cameras)
+        self.rate_hz = max(c.rate_hz for c in self.scenario.cameras)  # the world's tick
+        cap = options.camera_rate_hz or self.rate_hz
+        #: Ticks between frames, per camera: each camera at its own rate, at most ``cap``.
+        self.frame_every = {c.camera_id: max(1, round(self.rate_hz / min(c.rate_hz, cap)))
+                            for c in self.cameras}
         self.duration_s = options.duration_s or self.scenario.duration_s
 
     def subscribe(self) -> None:
@@ -144,15 +148,17 @@ class ScenarioStreamer:
         run.modes[control.mode.value] = run.modes.get(control.mode.value, 0) + 1
         return convert.control_command(control)
 
-    async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> None:
+    async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> bool:
+        """Publish the state and the frames due at this tick; True when a frame was among them."""
         world, vid = run.world, run.vehicle_id
+        frames_before = run.frames
         run.captured_at[seq] = time.monotonic()
         while len(run.captured_at) > 1000:  # frames whose control never came
             run.captured_at.pop(next(iter(run.captured_at)))
         sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
             world.ego_state(), world.road, vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
         for cam in self.cameras:
-            if seq % max(1, round(self.rate_hz / cam.rate_hz)):
+            if seq % self.frame_every[cam.camera_id]:
                 continue
             image = encode_jpeg(world.render(cam.camera_id), self.options.jpeg_quality)
             run.frame_hash.update(image)
@@ -168,6 +174,7 @@ class ScenarioStreamer:
                 sends.append(self.frame.publish(SIM_GROUND_TRUTH, gt, key=meta.key.decode()))
             run.frames += 1
         await asyncio.gather(*sends)
+        return run.frames > frames_before
 
     async def run(self, progress: Progress | None = None,
                   stop: asyncio.Event | None = None) -> dict[str, Any]:
@@ -183,9 +190,9 @@ class ScenarioStreamer:
                 delay = start_wall + seq * dt / self.options.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            for run in self.vehicles.values():
-                await self._publish_tick(run, seq, stamp_ns)
-            if self.options.loop == "closed" and self.options.clock == "lockstep":
+            framed = [await self._publish_tick(run, seq, stamp_ns) for run in self.vehicles.values()]
+            if self.options.loop == "closed" and self.options.clock == "lockstep" and any(framed):
+                # a control answers a frame: ticks without one go on with the latest control
                 await asyncio.gather(*(self._await_control(r, seq) for r in self.vehicles.values()))
             for run in self.vehicles.values():
                 if not run.world.done:

@@ -23,6 +23,10 @@ class SimulatorSettings(BaseSettings):
     vehicles: int = Field(default=1, ge=1, le=64, description="Independent ego vehicles.")
     seed: int | None = Field(default=None, description="Override the scenario's seed.")
     duration_s: float | None = Field(default=None, gt=0, description="Override the duration [s].")
+    camera_rate_hz: float | None = Field(
+        default=None, gt=0, le=240, description="Render each camera at most this often; the "
+        "world, vehicle.state and control still run at the scenario's rate. None = the "
+        "scenario's camera rates [Hz].")
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     lockstep_timeout_s: float = Field(default=2.0, gt=0, le=60,
                                       description="Wait at most this for a control [s].")

@@ -42,16 +42,16 @@ async def test_lockstep_closed_loop_is_deterministic_and_traced(
         summary = await run_main_job(Settings(), kafka_bootstrap, scenarios=SCENARIOS,
                                      clock="lockstep", speed=1.0, run_id=run_id,
                                      out_dir=tmp_path / run_id, record=False)
-        frames = sum(r["frames"] for r in summary["scenarios"])
-        stream = await control_stream(kafka_bootstrap, run_id, frames)
+        stream = await control_stream(kafka_bootstrap, run_id, 2 * 140)  # one per front frame
         summaries.append(summary)
         streams.append([s[1:] for s in stream])
     a, b = summaries
     for row in a["scenarios"] + b["scenarios"]:
         assert row["control_timeouts"] == 0
-        assert row["frames"] == 140  # 7 s at 20 Hz: the whole scenario
         assert not row["collision"], row
-    assert len(streams[0]) == sum(r["frames"] for r in a["scenarios"])
+    # 7 s at 20 Hz: the whole scenario; the second one also has its wide camera at 10 Hz
+    assert [r["frames"] for r in a["scenarios"]] == [140, 140 + 70]
+    assert len(streams[0]) == 2 * 140
     diverge = next((i for i, (x, y) in enumerate(zip(*streams, strict=True)) if x != y), None)
     assert diverge is None, (diverge, streams[0][max(0, diverge - 1): diverge + 2],
                              streams[1][max(0, diverge - 1): diverge + 2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -37,6 +38,32 @@ def frames_processed(port: int) -> float:
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     return sum(float(line.split()[-1]) for line in body.splitlines()
                if line.startswith("roadstream_frames_processed_total"))
+
+
+def held(port: int) -> set[int] | None:
+    """The camera.frames partitions a worker holds, from its /healthz; None before it serves."""
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5).read()
+    except OSError:  # not listening yet, or 503 while starting
+        return None
+    return set(json.loads(body)["partitions"].get("camera.frames", []))
+
+
+async def settled_group(ports: tuple[int, ...], timeout_s: float = 120) -> None:
+    """Wait until every worker holds camera.frames partitions and no two hold the same one.
+
+    The workers start seconds apart (model load): frames produced before the second one joined
+    would all go to the first, and the test would prove nothing about the kill.
+    """
+    deadline = time.monotonic() + timeout_s
+    last: list[set[int] | None] = []
+    while time.monotonic() < deadline:
+        last = [await asyncio.to_thread(held, port) for port in ports]
+        parts = [p for p in last if p]
+        if len(parts) == len(ports) and sum(map(len, parts)) == len(set().union(*parts)):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the workers' group did not settle in {timeout_s} s: {last}")
 
 
 def worker(bootstrap: str, group: str, port: int) -> subprocess.Popen[bytes]:
@@ -74,6 +101,7 @@ async def test_killed_workers_partitions_move_and_no_frame_is_lost(kafka_bootstr
     port_a, port_b = free_port(), free_port()
     a, b = worker(kafka_bootstrap, group, port_a), worker(kafka_bootstrap, group, port_b)
     try:
+        await settled_group((port_a, port_b))
         await produce(kafka_bootstrap, "camera.frames", frames(unique, range(FIRST)))
         first = await outputs(kafka_bootstrap, unique, STREAMS * FIRST, timeout_s=90)
         assert len(first) == STREAMS * FIRST

@@ -129,3 +129,28 @@ async def test_closed_loop_braking_avoids_the_open_loop_collision(kafka_bootstra
     assert open_loop["vehicles"][0]["collision"] is True
     assert closed["vehicles"][0]["collision"] is False
     assert closed["vehicles"][0]["controls_applied"] > 0
+
+
+async def test_a_camera_cap_halves_the_frames_not_the_state_or_the_world(kafka_bootstrap: str,
+                                                                          unique: str) -> None:
+    full = await closed_loop(kafka_bootstrap, unique + "f")
+    stop = asyncio.Event()
+    task = asyncio.create_task(braking_controller(kafka_bootstrap, unique + "h", stop))
+    try:  # lockstep at 10 Hz frames on the scenario's 20 Hz world: no tick waits in vain
+        half = await stream(kafka_bootstrap, unique + "h", scenario=CCRS, loop="closed",
+                            clock="lockstep", lockstep_timeout_s=5.0, camera_rate_hz=10.0)
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+    vf, vh = full["vehicles"][0], half["vehicles"][0]
+    assert vh["control_timeouts"] == 0
+    assert vh["collision"] is False
+    assert vh["frames"] == (vf["frames"] + 1) // 2
+    frames = await collect(kafka_bootstrap, "camera.frames",
+                           lambda r: header(r, "run-id") == unique + "h", vh["frames"])
+    assert sorted(FrameMeta.from_headers(r.headers).seq for r in frames) == list(
+        range(0, 2 * vh["frames"], 2))  # every second tick of the 20 Hz world
+    states = await collect(kafka_bootstrap, "vehicle.state",
+                           lambda r: (unique + "h").encode() in r.value, 2 * vh["frames"] - 1)
+    assert len(states) >= 2 * vh["frames"] - 1  # the state still goes out at every tick

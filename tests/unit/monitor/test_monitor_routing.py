@@ -156,3 +156,22 @@ def test_invalid_settings_are_one_line(monkeypatch: pytest.MonkeyPatch, env: str
     monkeypatch.setenv(f"ROADSTREAM_MONITOR_{env}", value)
     with pytest.raises(SettingsError, match=message):
         load_monitor_settings()
+
+
+def test_a_rate_override_sets_the_stale_timeout_of_that_topic() -> None:
+    headers = tuple(frame_meta().to_headers())
+    frame = record("camera.frames", b"\xff\xd8", key="ego/front", headers=headers)
+    registry_rate = Monitor(MonitorSettings(lag_interval_s=0))  # 20 Hz: stale after 0.5 s
+    ten_hz = Monitor(MonitorSettings(lag_interval_s=0, rates_hz={"camera.frames": 10.0}))
+    for m in (registry_rate, ten_hz):
+        m.observe(frame, ns(0.0))
+    assert types(registry_rate.tick(ns(0.6))) == [TOPIC_STALE]
+    assert ten_hz.tick(ns(0.6)) == []  # 10 periods of 100 ms
+    assert types(ten_hz.tick(ns(1.1))) == [TOPIC_STALE]
+
+
+def test_a_rate_for_an_unknown_topic_or_below_zero_is_refused() -> None:
+    with pytest.raises(SettingsError, match=r"RATES_HZ.*camera\.frame"):
+        load_monitor_settings(rates_hz={"camera.frame": 10.0})
+    with pytest.raises(SettingsError, match=r"RATES_HZ.*> 0 Hz"):
+        load_monitor_settings(rates_hz={"camera.frames": 0.0})

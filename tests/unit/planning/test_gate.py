@@ -18,6 +18,9 @@ from planning.gate import (
 )
 from planning.limits import ACCEL, CommandLimits
 from planning.types import ControlCommand
+from services.planning.service import build
+from services.planning.settings import PlanningSettings
+from services.settings import Settings
 
 MS = 1_000_000
 TICK_NS = 50 * MS
@@ -31,6 +34,7 @@ class Feed:
     gate: Gate
     speed_mps: float = 15.0
     closest_m: float | None = None
+    closest_speed_mps: float = 0.0
     perception_on: bool = True
     state_on: bool = True
     planner_on: bool = True
@@ -42,7 +46,7 @@ class Feed:
         out = None
         while self.now_ns <= end_ns:
             if self.perception_on:
-                self.gate.on_perception(self.now_ns, self.closest_m)
+                self.gate.on_perception(self.now_ns, self.closest_m, self.closest_speed_mps)
             if self.state_on:
                 self.gate.on_vehicle_state(self.now_ns, self.speed_mps)
             if self.planner_on:
@@ -117,6 +121,21 @@ def test_stale_perception_with_a_close_obstacle_gives_an_emergency_stop() -> Non
     limits = CommandLimits()
     steps = [b - a for a, b in itertools.pairwise(accels)]
     assert min(steps) >= -limits.max_jerk_mps3 * TICK_NS / 1e9 - 1e-9
+
+
+@pytest.mark.parametrize(("speed", "lead_gap", "lead_speed", "mode"), [
+    (27.8, 40.0, 27.0, GateMode.COMFORTABLE_STOP),  # following at 100 km/h: the gap only opens
+    (15.0, 20.0, 10.0, GateMode.COMFORTABLE_STOP),  # closes 5²/2 = 12.5 m more: 7.5 m > 5 m left
+    (15.0, 20.0, 5.0, GateMode.EMERGENCY_STOP),  # closes 10²/2 = 50 m more: no room
+    (15.0, 40.0, 0.0, GateMode.EMERGENCY_STOP),  # stopped: the whole 112 m stopping distance
+    (15.0, 40.0, -8.0, GateMode.EMERGENCY_STOP),  # oncoming counts as stopped
+])
+def test_stop_choice_follows_the_closing_speed_of_the_object_ahead(
+        speed: float, lead_gap: float, lead_speed: float, mode: GateMode) -> None:
+    feed = make_feed(closest_m=lead_gap, closest_speed_mps=lead_speed, speed_mps=speed)
+    feed.run_until(1000 * MS)
+    feed.perception_on = False
+    assert feed.run_until(1400 * MS).mode == mode
 
 
 def test_comfortable_stop_escalates_when_dead_reckoning_brings_the_object_close() -> None:
@@ -213,3 +232,13 @@ def test_startup_without_inputs_is_a_stop() -> None:
     assert {e.details["input"] for e in out.events if e.type == "stale_input"} == {
         PERCEPTION, VEHICLE_STATE, PLANNER,
     }
+
+
+def test_the_perception_timeout_follows_a_slower_camera() -> None:
+    def timeout_ms(**options: float) -> float:
+        frame = build(Settings(), "127.0.0.1:9", options=PlanningSettings(**options))
+        return frame.planning.gate_config.perception_timeout_ns / 1e6  # type: ignore[attr-defined]
+
+    assert timeout_ms() == pytest.approx(200.0)  # 4 periods of the registry's 20 Hz
+    assert timeout_ms(perception_rate_hz=10.0) == pytest.approx(400.0)
+    assert timeout_ms(perception_rate_hz=10.0, timeout_periods=2.0) == pytest.approx(200.0)

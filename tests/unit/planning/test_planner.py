@@ -57,6 +57,17 @@ def test_grid_has_over_a_thousand_candidates_and_a_5s_trajectory(planner: Planne
     assert np.abs(traj.y_m).max() < 0.3
 
 
+def test_free_road_holds_the_drivers_set_speed_below_the_limit(planner: Planner) -> None:
+    ego = EgoState(speed_mps=10.0, speed_limit_mps=14.0, set_speed_mps=10.0)
+    assert ego.desired_speed_mps(LIMITS.max_speed_mps) == 10.0
+    traj = planner.plan(ego, []).trajectory
+    # Held, not sped up towards the limit (as the free-road plan without a set speed does).
+    assert np.abs(traj.v_mps - 10.0).max() < 0.3
+    faster = EgoState(speed_mps=10.0, speed_limit_mps=14.0, set_speed_mps=20.0)
+    assert faster.desired_speed_mps(LIMITS.max_speed_mps) == 14.0  # never above the limit
+    assert planner.plan(faster, []).trajectory.v_mps[-1] > 11.0
+
+
 def test_stops_for_a_stationary_obstacle_in_its_lane_closed_loop() -> None:
     loop = ClosedLoop(
         ego=EgoWorld(speed_mps=12.0),

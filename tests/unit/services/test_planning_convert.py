@@ -43,3 +43,15 @@ def test_unranged_objects_are_left_out() -> None:
     unranged = result.objects[0].model_copy(update={"position_m": None})
     mixed = result.model_copy(update={"objects": [result.objects[0], unranged]})
     assert len(convert.obstacles([mixed], vehicle_state())) == 1
+
+
+def test_closest_in_path_gives_the_nearest_object_ahead_and_its_speed_over_ground() -> None:
+    state = vehicle_state().model_copy(update={"speed_mps": 20.0, "yaw_rate_radps": 0.0})
+    lead = convert.obstacle(car(35.0, 0.4, vx=-5.0, vy=0.0), state)  # 15 m/s over ground
+    far = convert.obstacle(car(60.0, 0.0, vx=0.0, vy=0.0), state)
+    beside = convert.obstacle(car(10.0, 3.5, vx=0.0, vy=0.0), state)  # the next lane
+    behind = convert.obstacle(car(-8.0, 0.0, vx=0.0, vy=0.0), state)
+    found = [o for o in (lead, far, beside, behind) if o is not None]
+    assert convert.closest_in_path(found) == pytest.approx((35.0, 15.0))
+    assert convert.closest_in_path([o for o in found if o is not lead]) == pytest.approx((60.0, 20.0))
+    assert convert.closest_in_path([]) is None

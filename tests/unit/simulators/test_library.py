@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from services.planning.convert import ego_state
+from services.simulator.convert import vehicle_state
 from simulators.library import (
     DEFAULT_SCENARIO,
     LIBRARY_DIR,
@@ -30,6 +32,20 @@ def test_library_has_the_files_and_scenarios_asked_for() -> None:
     conditions = {load_scenario(n).environment.condition for n in NAMES}
     assert conditions == {"day", "dusk", "night", "rain", "fog"}
     assert DEFAULT_SCENARIO in NAMES
+
+
+def test_ncap_tests_hold_the_test_speed_and_everyday_scenarios_drive_at_the_limit() -> None:
+    for name in NAMES:
+        sc = load_scenario(name)
+        world = World.from_scenario(sc)
+        state = vehicle_state(world.ego_state(), world.road, vehicle_id="ego", stamp_ns=0,
+                              run_id="t")
+        if name.startswith(tuple(p + "_" for p in NCAP)):
+            # The test speed is the driver's cruise speed, on the wire and in the planner.
+            assert state.set_speed_mps == pytest.approx(sc.ego.speed_mps), name
+            assert ego_state(state).set_speed_mps == pytest.approx(sc.ego.speed_mps), name
+        elif name in EVERYDAY:
+            assert state.set_speed_mps is None, name
 
 
 def test_list_scenarios_describes_each() -> None:
