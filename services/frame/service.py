@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -46,6 +47,35 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Record], Awaitable[None]]
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+def _text_headers(raw: Any) -> Any:
+    """`raw` with every header value valid UTF-8 (undecodable bytes replaced)."""
+    headers = [(k, bytes(v or b"").decode(errors="replace").encode()) for k, v in raw.headers]
+    return dataclasses.replace(raw, headers=headers)
+
+
+async def tolerant_parser(raw: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream's parser, without dying of a header value that is not UTF-8.
+
+    Kafka header values are bytes, and a producer in any language may send binary ones (a
+    signature, say). FastStream decodes every header strictly, and an undecodable one would
+    fail the whole delivery before our handler runs. Here FastStream sees text headers and
+    `raw_message` stays the original record, so `Record.from_raw` keeps the exact bytes.
+    """
+    try:
+        return await original(raw)
+    except UnicodeDecodeError:
+        batch = isinstance(raw, tuple | list)
+        safe = tuple(_text_headers(r) for r in raw) if batch else _text_headers(raw)
+        message = await original(safe)
+        message.raw_message = raw
+        return message
+
+
+async def undecoded(message: Any) -> Any:
+    """FastStream's decoder step, left out: handlers read the raw record (`Record.from_raw`)."""
+    return message.body
 
 
 def faststream_security(settings: Settings) -> BaseSecurity | None:
@@ -144,11 +174,32 @@ class ServiceFrame:
             status = "stopping"
         return {"service": self.name, "status": status,
                 "last_message_age_s": (time.time_ns() - self._last_message_ns) / 1e9
-                if self._last_message_ns else None}
+                if self._last_message_ns else None,
+                "partitions": self.assigned_partitions()}
 
-    def consume(self, spec: TopicSpec, *, group_id: str | None = None,
+    def assigned_partitions(self) -> dict[str, list[int]]:
+        """The partitions this replica's consumers hold now, by topic (empty while joining).
+
+        Operators see which replica serves which partitions; after a rebalance, the replicas'
+        lists are disjoint and together cover the topic.
+        """
+        held: dict[str, list[int]] = {}
+        for sub in self.broker.subscribers:
+            consumer = getattr(sub, "consumer", None)
+            for tp in consumer.assignment() if consumer is not None else ():
+                held.setdefault(tp.topic, []).append(tp.partition)
+        return {topic: sorted(parts) for topic, parts in sorted(held.items())}
+
+    def consume(self, spec: TopicSpec, *, group_id: str | None = None, at_least_once: bool = True,
                 **subscriber_kwargs: Any) -> Callable[[Handler], Handler]:
-        """Subscribe `handler(record)` to a topic with at-least-once commits and the DLQ guard."""
+        """Subscribe `handler(record)` to a topic with at-least-once commits and the DLQ guard.
+
+        At least once, each record's offset is committed after its handler returned: a broker
+        round trip per record, which bounds the rate one consumer can take. With
+        ``at_least_once=False`` the client commits in the background every few seconds (a
+        restart may skip what was in flight): for inputs only the newest of which matters,
+        such as the simulator's controls.
+        """
 
         def decorate(handler: Handler) -> Handler:
             kwargs = {k: v for k, v in consumer_kwargs(self.settings, watcher=self.watcher).items()
@@ -164,8 +215,10 @@ class ServiceFrame:
                 with self.metrics.handler_seconds.labels(self.name, spec.name).time():
                     await self.handle_guarded(spec, handler, record)
 
+            policy = AckPolicy.NACK_ON_ERROR if at_least_once else AckPolicy.ACK_FIRST
             self.broker.subscriber(spec.name, group_id=group_id or self.topic_group(spec),
-                                   ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
+                                   ack_policy=policy, parser=tolerant_parser, decoder=undecoded,
+                                   **kwargs)(guarded)
             return handler
 
         return decorate
@@ -206,7 +259,8 @@ class ServiceFrame:
             self.broker.subscriber(spec.name, group_id=group_id or self.topic_group(spec), batch=True,
                                    max_records=max_records,
                                    batch_timeout_ms=max(1, round(max_wait_ms)),
-                                   ack_policy=AckPolicy.NACK_ON_ERROR, **kwargs)(guarded)
+                                   ack_policy=AckPolicy.NACK_ON_ERROR, parser=tolerant_parser,
+                                   decoder=undecoded, **kwargs)(guarded)
             return handler
 
         return decorate

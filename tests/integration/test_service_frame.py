@@ -7,12 +7,15 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.messages import SafetyEvent, VehicleState
+from services.frame.delivery import Record
+from services.frame.service import ServiceFrame
+from services.messages import VEHICLE_STATE, SafetyEvent, VehicleState
 from services.messages.examples import vehicle_state
 from services.settings import Settings
 from tests.echo_service import ECHO_OUT, build_echo
@@ -66,6 +69,64 @@ async def test_malformed_message_goes_to_dlq_and_service_keeps_serving(
     event = SafetyEvent.decode(events[0].value)
     assert event.references.topic == "vehicle.state"
     assert event.references.offset == int(header(first, "dlq-source-offset") or -1)
+
+
+async def test_a_binary_header_reaches_handlers_byte_for_byte(kafka_bootstrap: str,
+                                                              unique: str) -> None:
+    """Header values are bytes: one that is not UTF-8 (a signature, say) is no reason to fail."""
+    key = f"bin-{unique}".encode()
+    signature = b"\x8a\x01\xfe"
+    await produce(kafka_bootstrap, "vehicle.state", [
+        (key, state(unique, 1), [("sig-mac", signature)]),
+        (key, state(unique, 2), [("origin", b"test")]),
+    ])
+    frame = ServiceFrame("binary", Settings(group_prefix=f"b{unique}"), kafka_bootstrap)
+    one: list[Record] = []
+    many: list[Record] = []
+
+    @frame.consume(VEHICLE_STATE)
+    async def on_one(record: Record) -> None:
+        if record.key == key:
+            one.append(record)
+
+    @frame.consume_batch(VEHICLE_STATE, max_records=8, max_wait_ms=20, group_id=f"b{unique}.batch")
+    async def on_many(records: list[Record]) -> None:
+        many.extend(r for r in records if r.key == key)
+
+    await frame.start()
+    try:
+        for _ in range(300):
+            if len(one) >= 2 and len(many) >= 2:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await frame.stop()
+    for got in (one, many):
+        assert [VehicleState.decode(r.value).stamp_ns for r in got] == [1, 2]
+        assert ("sig-mac", signature) in got[0].headers  # the exact bytes, not a replacement
+        assert ("origin", b"test") in got[1].headers
+    dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 1,
+                        timeout_s=2)
+    assert dlq == []
+
+
+async def test_healthz_names_the_partitions_the_replica_holds(kafka_bootstrap: str,
+                                                              unique: str) -> None:
+    frame = build_echo(Settings(group_prefix=f"h{unique}"), kafka_bootstrap)
+    await frame.start()
+    try:
+        assert await frame.wait_assigned(60)
+        url = f"http://127.0.0.1:{frame.ops.port}/healthz"
+        body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+    finally:
+        await frame.stop()
+    health = json.loads(body)
+    assert health["status"] == "ok"
+    # The only member of its group holds every partition of its one input topic.
+    held = health["partitions"]
+    assert list(held) == ["vehicle.state"]
+    assert held["vehicle.state"] == list(range(len(held["vehicle.state"])))
+    assert held["vehicle.state"]
 
 
 async def _wait_for_outputs(bootstrap: str, key: bytes, n: int, timeout_s: float) -> set[int]:
