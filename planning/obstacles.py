@@ -12,7 +12,11 @@ gives, as the ego's own yawing shows up in it, and trusting it to clear the lane
 braking lead gets hit. Each object's
 footprint is its road-aligned bounding box (aligned with its velocity when it moves) grown
 by an uncertainty margin sigma0 + growth·t, separately along and across the road; along
-the road the growth scales with the object's speed (see ``PlannerConfig``).
+the road the growth scales with the object's speed (see ``PlannerConfig``). A pedestrian or
+cyclist moving towards the ego's line is stretched ahead of it by the strip it crosses in
+``crossing_margin_s``: the ego yields to it rather than racing it across its path; a
+pedestrian that has started to cross is predicted at a walking pace at least, and never
+walking away along the road.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from torch import Tensor
 
 from planning.config import PlannerConfig
 from planning.frames import ego_to_road_xy, road_xy_to_frenet
-from planning.types import EgoState, Obstacle, VehicleParams, as_object_class
+from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams, as_object_class
 
 _MOVING_MPS = 1.0  # above this an object's footprint is aligned with its velocity
 _FAR_M = 1e6  # lateral position given to ignored objects: never near any candidate
+_VULNERABLE = (ObjectClass.PEDESTRIAN, ObjectClass.CYCLIST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +84,15 @@ def predict_obstacles(
                 o.x_m, o.y_m, o.vx_mps, o.vy_mps, o.ax_mps2, o.ay_mps2, *o.size_m(),
                 config.growth_lon_mps.get(as_object_class(o.object_class), 0.5),
                 config.growth_lat_mps.get(as_object_class(o.object_class), 0.2),
+                float(as_object_class(o.object_class) in _VULNERABLE),
+                config.crossing_speed_mps.get(as_object_class(o.object_class), 0.0),
             )
             for o in obstacles
         ],
         dtype=np.float64,
-    ).reshape(-1, 10)
+    ).reshape(-1, 12)
     data = torch.as_tensor(rows).to(device=t_s.device, dtype=t_s.dtype)
-    x, y, vx, vy, ax, ay, length, width, g_lon, g_lat = data.unbind(dim=1)
+    x, y, vx, vy, ax, ay, length, width, g_lon, g_lat, vulnerable, pace = data.unbind(dim=1)
     kappa = ego.road_curvature_1pm
     xr, yr = ego_to_road_xy(x, y, ego.lateral_offset_m, ego.heading_rel_rad)
     vxr, vyr = ego_to_road_xy(vx, vy, 0.0, ego.heading_rel_rad)
@@ -94,6 +101,10 @@ def predict_obstacles(
     cos_t, sin_t = torch.cos(theta), torch.sin(theta)
     vs = (cos_t * vxr + sin_t * vyr) / (1.0 - kappa * d0)
     vd = -sin_t * vxr + cos_t * vyr
+    # A pedestrian is never counted on to walk out of the way along the road: its speed along
+    # the road is the least certain of its numbers (a monocular range rate), and an error
+    # that draws it away opens a gap in front of it that is not there.
+    vs = torch.where(pace > 0.0, vs.clamp_max(0.0), vs)
     axr, ayr = ego_to_road_xy(ax, ay, 0.0, ego.heading_rel_rad)
     # Braking only (see the module doc), and only for an object moving forward along s.
     brake = torch.where(vs > 0.0, (cos_t * axr + sin_t * ayr).clamp_max(0.0), 0.0)
@@ -110,6 +121,8 @@ def predict_obstacles(
     ignored = behind & ((d0 - ego_d).abs() < half_wid + 0.5 * vehicle.width_m)
     speed_factor = (speed / config.growth_full_speed_mps).clamp(config.growth_speed_floor, 1.0)
     vd = torch.where((d0 - ego_d) * vd < 0.0, vd, 0.0)  # towards the ego's line, or not at all
+    crossing = (pace > 0.0) & (vd.abs() >= config.crossing_detect_mps)
+    vd = torch.where(crossing, torch.sign(vd) * torch.maximum(vd.abs(), pace), vd)
 
     t = t_s[None, :]
     tau = torch.minimum(t, t_stop[:, None])  # time spent moving (all of it when not braking)
@@ -117,8 +130,10 @@ def predict_obstacles(
     d = torch.where(ignored, _FAR_M, d0)[:, None] + vd[:, None] * t
     reach_s = (half_len + config.sigma0_lon_m)[:, None] + (g_lon * speed_factor)[:, None] * t
     reach_d = (half_wid + config.sigma0_lat_m)[:, None] + g_lat[:, None] * t
+    ahead = (vulnerable * vd * config.crossing_margin_s)[:, None]  # the strip it will cross
     return ObstacleTensors(
         s0_m=s0, d0_m=d0, vs_mps=vs, vd_mps=vd, s_end_m=s[:, -1],
         vs_end_mps=vs + brake * tau[:, -1], ignored=ignored,
-        rear_m=s - reach_s, front_m=s + reach_s, right_m=d - reach_d, left_m=d + reach_d,
+        rear_m=s - reach_s, front_m=s + reach_s, right_m=d - reach_d + ahead.clamp_max(0.0),
+        left_m=d + reach_d + ahead.clamp_min(0.0),
     )

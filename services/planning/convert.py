@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+from dataclasses import replace
+
 import numpy as np
 
+from planning.ground_motion import GroundMotion
 from planning.types import EgoState, ObjectClass, Obstacle, Trajectory
 from services.messages import (
     DetectedObject,
@@ -57,15 +62,41 @@ def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
                     track_id=obj.track_id)
 
 
-def obstacles(results: list[PerceptionObjects], state: VehicleState) -> list[Obstacle]:
-    """Obstacles from the latest result of each camera, over the ground given the ego state."""
+def obstacles(results: list[PerceptionObjects], state: VehicleState,
+              motion: GroundMotion | None = None,
+              states: Mapping[int, VehicleState] | None = None) -> list[Obstacle]:
+    """Obstacles from the latest result of each camera, over the ground given the ego state.
+
+    With ``motion`` each object's position is also fused into its world-frame filter, with
+    the ego pose of its own frame (from ``states`` by stamp, else ``state``), and the filtered
+    velocity replaces the lateral velocity of every object and the whole velocity of a
+    pedestrian (see :mod:`planning.ground_motion`).
+    """
     out = []
     for result in results:
+        seen = (states or {}).get(result.source.stamp_ns, state)
         for obj in result.objects:
             o = obstacle(obj, state)
-            if o is not None:
-                out.append(o)
+            if o is None:
+                continue
+            if motion is not None:
+                o = ground_velocity(o, motion, (result.camera_id, obj.track_id),
+                                    result.source.stamp_ns, seen, state)
+            out.append(o)
     return out
+
+
+def ground_velocity(o: Obstacle, motion: GroundMotion, key: tuple[str, int], stamp_ns: int,
+                    seen: VehicleState, state: VehicleState) -> Obstacle:
+    """``o`` with its velocity from the world-frame filter, which sees it from ``seen``."""
+    pose = (seen.pose.x_m, seen.pose.y_m, seen.pose.yaw_rad)
+    c, s = math.cos(seen.pose.yaw_rad), math.sin(seen.pose.yaw_rad)
+    prior = (c * o.vx_mps - s * o.vy_mps, s * o.vx_mps + c * o.vy_mps)
+    gx, gy = motion.update(key, stamp_ns, pose, (o.x_m, o.y_m), o.object_class, prior)
+    c, s = math.cos(state.pose.yaw_rad), math.sin(state.pose.yaw_rad)
+    vx, vy = c * gx + s * gy, -s * gx + c * gy  # world → ego axes at planning time
+    return replace(o, vx_mps=vx if o.object_class == ObjectClass.PEDESTRIAN else o.vx_mps,
+                   vy_mps=vy)
 
 
 def closest_in_path(obstacles_: list[Obstacle]) -> tuple[float, float] | None:

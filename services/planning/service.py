@@ -25,6 +25,7 @@ from prometheus_client import Counter
 
 from planning.controller import TrajectoryController
 from planning.gate import Gate, GateConfig, GateOutput
+from planning.ground_motion import GroundMotion
 from planning.planner import Planner
 from planning.runtime import tune_allocator
 from planning.types import PlanResult
@@ -75,6 +76,7 @@ class VehicleContext:
     source: FrameRef | None = None
     traceparent: str = ""
     last_input_ns: int = 0  # newest input stamp
+    motion: GroundMotion = field(default_factory=GroundMotion)  # objects' world-frame filters
 
 
 class PlanningService:
@@ -194,7 +196,9 @@ class PlanningService:
         """Plan, control, publish the trajectory; in source mode also tick and publish."""
         ctx.traceparent = traceparent  # the controls of this plan continue the frame's trace
         ego = convert.ego_state(state)
-        obstacles = convert.obstacles(self.camera_results(ctx, result), state)
+        obstacles = convert.obstacles(self.camera_results(ctx, result), state, ctx.motion,
+                                      ctx.states)
+        ctx.motion.prune(result.source.stamp_ns)
         source_stamp = result.source.stamp_ns
         ctx.gate.on_perception(source_stamp, *(convert.closest_in_path(obstacles) or (None,)))
         plan = self.planner.plan(ego, obstacles, previous_lane=ctx.plan.target_lane_index
