@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from planning.ground_motion import GroundMotion
-from planning.types import EgoState, ObjectClass, Obstacle, Trajectory
+from planning.types import EgoState, ObjectClass, Obstacle, Trajectory, as_object_class
 from services.messages import (
     DetectedObject,
     PerceptionObjects,
@@ -92,11 +92,11 @@ def ground_velocity(o: Obstacle, motion: GroundMotion, key: tuple[str, int], sta
     pose = (seen.pose.x_m, seen.pose.y_m, seen.pose.yaw_rad)
     c, s = math.cos(seen.pose.yaw_rad), math.sin(seen.pose.yaw_rad)
     prior = (c * o.vx_mps - s * o.vy_mps, s * o.vx_mps + c * o.vy_mps)
-    gx, gy = motion.update(key, stamp_ns, pose, (o.x_m, o.y_m), o.object_class, prior)
+    cls = as_object_class(o.object_class)
+    gx, gy = motion.update(key, stamp_ns, pose, (o.x_m, o.y_m), cls, prior)
     c, s = math.cos(state.pose.yaw_rad), math.sin(state.pose.yaw_rad)
     vx, vy = c * gx + s * gy, -s * gx + c * gy  # world → ego axes at planning time
-    return replace(o, vx_mps=vx if o.object_class == ObjectClass.PEDESTRIAN else o.vx_mps,
-                   vy_mps=vy)
+    return replace(o, vx_mps=vx if cls == ObjectClass.PEDESTRIAN else o.vx_mps, vy_mps=vy)
 
 
 def closest_in_path(obstacles_: list[Obstacle]) -> tuple[float, float] | None:

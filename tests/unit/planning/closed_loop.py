@@ -62,6 +62,7 @@ class ClosedLoop:
     n_lanes: int = 1
     lane_width_m: float = 3.5
     speed_limit_mps: float = 13.9
+    set_speed_mps: float | None = None  # the driver's cruise speed (None: the limit)
     planner: Planner = field(default_factory=Planner)
     vehicle: VehicleParams = field(default_factory=VehicleParams)
     plan_dt_s: float = 0.1
@@ -86,6 +87,7 @@ class ClosedLoop:
             n_lanes=self.n_lanes,
             lane_width_m=self.lane_width_m,
             speed_limit_mps=self.speed_limit_mps,
+            set_speed_mps=self.set_speed_mps,
         )
 
     def perceived(self) -> list[Obstacle]:

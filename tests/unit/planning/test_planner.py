@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -66,6 +68,28 @@ def test_free_road_holds_the_drivers_set_speed_below_the_limit(planner: Planner)
     faster = EgoState(speed_mps=10.0, speed_limit_mps=14.0, set_speed_mps=20.0)
     assert faster.desired_speed_mps(LIMITS.max_speed_mps) == 14.0  # never above the limit
     assert planner.plan(faster, []).trajectory.v_mps[-1] > 11.0
+
+
+class LaggingTracker(ClosedLoop):
+    """Perception that sees only half of an object's lateral speed (a track that lags)."""
+
+    def perceived(self) -> list[Obstacle]:
+        return [replace(o, vy_mps=0.5 * o.vy_mps) for o in super().perceived()]
+
+
+@pytest.mark.parametrize("kph", [40.0, 50.0])
+def test_yields_to_a_crossing_pedestrian_instead_of_racing_it(kph: float) -> None:
+    # Euro NCAP CPNA: an adult walks in from the right kerb at 5 km/h, timed to meet the
+    # ego; perception under-reads its lateral speed. Racing it with a lane change at full
+    # speed looks possible on that reading; the ego must brake for it instead.
+    v = kph / 3.6
+    walker = WorldObject(x_m=v * 3.34 + 2.0, y_m=-4.0, vy_mps=5.0 / 3.6,
+                         object_class=ObjectClass.PEDESTRIAN)
+    log = LaggingTracker(ego=EgoWorld(speed_mps=v), objects=[walker], n_lanes=2,
+                         speed_limit_mps=50.0 / 3.6, set_speed_mps=v).run(6.0)
+    assert not log.collided
+    assert log.min_gap_m > 1.5
+    assert min(e.speed_mps for e in log.ego) < 3.5  # it slowed for the pedestrian
 
 
 def test_stops_for_a_stationary_obstacle_in_its_lane_closed_loop() -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from services.messages import DetectedObject, ObjectClass, Vec2, Vec3
+from planning.ground_motion import GroundMotion
+from services.messages import DetectedObject, FrameRef, ObjectClass, Pose2D, Vec2, Vec3
 from services.messages.examples import perception_objects, vehicle_state
 from services.planning import convert
 
@@ -55,3 +58,30 @@ def test_closest_in_path_gives_the_nearest_object_ahead_and_its_speed_over_groun
     assert convert.closest_in_path(found) == pytest.approx((35.0, 15.0))
     assert convert.closest_in_path([o for o in found if o is not lead]) == pytest.approx((60.0, 20.0))
     assert convert.closest_in_path([]) is None
+
+
+def test_with_world_filters_a_lagging_relative_velocity_does_not_slide_a_parked_car() -> None:
+    # The ego (14 m/s) starts turning at 0.1 rad/s; perception's relative velocity has not
+    # caught up yet (still "straight ahead"). Adding ω × r at once makes the parked car 40 m
+    # ahead slide sideways at 4 m/s; its world-frame filter, fed the ego pose of each frame,
+    # keeps it parked.
+    motion = GroundMotion()
+    x = y = yaw = 0.0
+    base = vehicle_state()
+    for i in range(30):
+        stamp = base.stamp_ns + i * 50_000_000
+        state = base.model_copy(update={
+            "stamp_ns": stamp, "speed_mps": 14.0, "yaw_rate_radps": 0.1 if i >= 10 else 0.0,
+            "pose": Pose2D(x_m=x, y_m=y, yaw_rad=yaw)})
+        c, s = math.cos(yaw), math.sin(yaw)
+        dx, dy = 60.0 - x, 1.0 - y  # the car, parked at (60, 1) in the world
+        seen = car(c * dx + s * dy, -s * dx + c * dy, vx=-14.0, vy=0.0)
+        result = perception_objects().model_copy(update={
+            "objects": [seen], "source": FrameRef(seq=i, stamp_ns=stamp)})
+        naive = convert.obstacles([result], state)[0]
+        filtered = convert.obstacles([result], state, motion, {stamp: state})[0]
+        x, y = x + 14.0 * c / 20, y + 14.0 * s / 20
+        yaw += state.yaw_rate_radps / 20
+    assert naive.vy_mps > 3.0  # ω·x with x ≈ 40 m
+    assert abs(filtered.vy_mps) < 0.3
+    assert filtered.vx_mps == naive.vx_mps  # along the road a car keeps perception's estimate
