@@ -18,6 +18,12 @@ sight a monocular range is uncertain by a few per cent, across it by much less.
 Used by the planning service for the lateral velocity of every object and the whole
 velocity of pedestrians; along the road a vehicle's relative estimate (range rate) stays the
 better number, and the braking-lead logic is tuned to it.
+
+The filters also remember what the camera no longer sees. A car the ego overtakes leaves a
+forward camera's view while it is still beside the ego, and a lane change into it looks free;
+a pedestrian missed for a few frames is a gap in the road. A confirmed track that goes unseen
+is coasted (dead-reckoned at its filtered velocity) for ``coast_beside_s`` when it was last
+seen close and off to the side, where it leaves the view, and for ``coast_s`` otherwise.
 """
 
 from __future__ import annotations
@@ -47,12 +53,30 @@ class GroundMotionConfig:
     lateral_rel_std: float = 0.004  # across it, times the range
     min_std_m: float = 0.1
     max_age_s: float = 1.0  # a track unseen this long starts afresh
+    coast_s: float = 0.5  # an unseen confirmed track is kept this long [s] ...
+    coast_beside_s: float = 3.0  # ... or this long when it was last seen leaving the view
+    beside_within_m: float = 20.0  # "close": last seen less than this far ahead [m]
+    beside_lateral_m: float = 1.5  # "to the side": this far off the ego's axis [m]
+    confirmed_hits: int = 5  # updates before a track is coasted (no ghost of a false alarm)
 
 
 @dataclass(slots=True)
 class _Track:
     kf: ConstantVelocityKalman
     stamp_ns: int
+    object_class: ObjectClass
+    last_seen_m: tuple[float, float]  # ego-frame position at the last update
+    hits: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Coasted:
+    """An unseen track, dead-reckoned to the time asked for (world frame)."""
+
+    key: tuple[str, int]
+    object_class: ObjectClass
+    position_m: tuple[float, float]
+    velocity_mps: tuple[float, float]
 
 
 class GroundMotion:
@@ -91,21 +115,49 @@ class GroundMotion:
             kf.P[:2, :2] = cov
             if object_class != ObjectClass.PEDESTRIAN:
                 kf.x[2:] = initial_velocity_mps
-            self._tracks[key] = _Track(kf, stamp_ns)
+            self._tracks[key] = _Track(kf, stamp_ns, object_class, position_m)
         else:
             dt_s = (stamp_ns - track.stamp_ns) * 1e-9
             if dt_s > 0.0:
                 track.kf.predict(dt_s, cfg.accel_std_mps2.get(object_class, 3.0))
                 track.kf.update(z, meas_cov=cov)
                 track.stamp_ns = stamp_ns
+                track.object_class, track.last_seen_m = object_class, position_m
+                track.hits += 1
             kf = track.kf
         vx, vy = kf.velocity
         return float(vx), float(vy)
 
+    def coast_limit_s(self, track: _Track) -> float:
+        """How long an unseen track is kept: long if it was last seen leaving the view."""
+        cfg = self.config
+        if track.hits < cfg.confirmed_hits:
+            return 0.0
+        x, y = track.last_seen_m
+        beside = x < cfg.beside_within_m and abs(y) > cfg.beside_lateral_m
+        return cfg.coast_beside_s if beside else cfg.coast_s
+
+    def coasted(self, stamp_ns: int, seen: set[tuple[str, int]]) -> list[Coasted]:
+        """Confirmed tracks not in ``seen``, dead-reckoned to ``stamp_ns`` while within their
+        coasting time."""
+        out = []
+        for key, track in self._tracks.items():
+            age_s = (stamp_ns - track.stamp_ns) * 1e-9
+            if key in seen or age_s <= 0.0 or age_s > self.coast_limit_s(track):
+                continue
+            px, py, vx, vy = (float(v) for v in track.kf.x)
+            out.append(Coasted(key, track.object_class, (px + vx * age_s, py + vy * age_s),
+                               (vx, vy)))
+        return out
+
     def prune(self, stamp_ns: int) -> None:
-        """Forget tracks unseen for longer than ``max_age_s`` at ``stamp_ns``."""
-        limit_ns = int(self.config.max_age_s * 1e9)
-        self._tracks = {k: t for k, t in self._tracks.items() if stamp_ns - t.stamp_ns <= limit_ns}
+        """Forget tracks unseen for longer than they are kept (``max_age_s`` or coasting)."""
+        keep = {}
+        for key, track in self._tracks.items():
+            limit_s = max(self.config.max_age_s, self.coast_limit_s(track))
+            if (stamp_ns - track.stamp_ns) * 1e-9 <= limit_s:
+                keep[key] = track
+        self._tracks = keep
 
     def __len__(self) -> int:
         return len(self._tracks)

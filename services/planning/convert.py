@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from planning.ground_motion import GroundMotion
+from planning.ground_motion import Coasted, GroundMotion
 from planning.types import EgoState, ObjectClass, Obstacle, Trajectory, as_object_class
 from services.messages import (
     DetectedObject,
@@ -70,9 +70,11 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
     With ``motion`` each object's position is also fused into its world-frame filter, with
     the ego pose of its own frame (from ``states`` by stamp, else ``state``), and the filtered
     velocity replaces the lateral velocity of every object and the whole velocity of a
-    pedestrian (see :mod:`planning.ground_motion`).
+    pedestrian, and confirmed tracks no camera sees now are added, coasted (see
+    :mod:`planning.ground_motion`).
     """
     out = []
+    keys = set()
     for result in results:
         seen = (states or {}).get(result.source.stamp_ns, state)
         for obj in result.objects:
@@ -80,9 +82,25 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
             if o is None:
                 continue
             if motion is not None:
+                keys.add((result.camera_id, obj.track_id))
                 o = ground_velocity(o, motion, (result.camera_id, obj.track_id),
                                     result.source.stamp_ns, seen, state)
             out.append(o)
+    if motion is not None and results:
+        out.extend(coasted(motion.coasted(results[0].source.stamp_ns, keys), state))
+    return out
+
+
+def coasted(tracks: list[Coasted], state: VehicleState) -> list[Obstacle]:
+    """Unseen tracks (world frame) as obstacles in the ego frame of ``state``."""
+    c, s = math.cos(state.pose.yaw_rad), math.sin(state.pose.yaw_rad)
+    out = []
+    for t in tracks:
+        dx, dy = t.position_m[0] - state.pose.x_m, t.position_m[1] - state.pose.y_m
+        vx, vy = t.velocity_mps
+        out.append(Obstacle(x_m=c * dx + s * dy, y_m=-s * dx + c * dy, vx_mps=c * vx + s * vy,
+                            vy_mps=-s * vx + c * vy, object_class=t.object_class,
+                            track_id=t.key[1]))
     return out
 
 
