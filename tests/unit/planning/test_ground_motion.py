@@ -71,3 +71,39 @@ def test_a_track_unseen_for_too_long_starts_afresh_and_is_pruned() -> None:
                          (-1.0, 0.0)) == (-1.0, 0.0)  # not the old track's 10 m/s
     motion.prune(late + round(2e9))
     assert len(motion) == 0
+
+
+def feed(motion: GroundMotion, track: int, positions: list[tuple[float, float]],
+         start_ns: int = 0) -> int:
+    """Updates at 20 Hz from an ego standing at the origin; the last stamp [ns]."""
+    stamp = start_ns
+    for i, p in enumerate(positions):
+        stamp = start_ns + i * 50_000_000
+        motion.update(("front", track), stamp, (0.0, 0.0, 0.0), p, ObjectClass.CAR, (0.0, 0.0))
+    return stamp
+
+
+def test_a_car_that_leaves_the_view_beside_the_ego_is_coasted_for_a_while() -> None:
+    motion = GroundMotion()
+    # Dropping back along the next lane at 2 m/s, last seen 8 m ahead, 3.5 m to the right.
+    last = feed(motion, 1, [(10.0 - 0.1 * i, -3.5) for i in range(21)])
+    assert motion.coasted(last, set()) == []  # seen at that instant: nothing to coast
+    later = last + round(2e9)
+    (ghost,) = motion.coasted(later, set())
+    assert ghost.key == ("front", 1)
+    assert ghost.position_m == pytest.approx((8.0 - 2.0 * 2.0, -3.5), abs=0.3)  # still beside
+    assert motion.coasted(later, {("front", 1)}) == []  # seen again: not a ghost
+    assert motion.coasted(last + round(3.5e9), set()) == []  # its time ran out
+    motion.prune(last + round(2.5e9))
+    assert len(motion) == 1  # kept while it coasts, past the plain max_age_s
+    motion.prune(last + round(3.5e9))
+    assert len(motion) == 0
+
+
+def test_a_lost_track_ahead_coasts_briefly_and_an_unconfirmed_one_not_at_all() -> None:
+    motion = GroundMotion()
+    last = feed(motion, 2, [(30.0, 0.0)] * 10)  # in the lane ahead: a detector miss
+    assert len(motion.coasted(last + round(0.4e9), set())) == 1
+    assert motion.coasted(last + round(0.7e9), set()) == []
+    brief = feed(motion, 3, [(8.0, -3.5)] * 3, start_ns=last)  # three: maybe a false alarm
+    assert [c.key for c in motion.coasted(brief + round(0.2e9), set())] == [("front", 2)]

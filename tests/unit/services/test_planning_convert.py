@@ -85,3 +85,23 @@ def test_with_world_filters_a_lagging_relative_velocity_does_not_slide_a_parked_
     assert naive.vy_mps > 3.0  # ω·x with x ≈ 40 m
     assert abs(filtered.vy_mps) < 0.3
     assert filtered.vx_mps == naive.vx_mps  # along the road a car keeps perception's estimate
+
+
+def test_a_track_missing_from_the_result_is_planned_with_while_it_coasts() -> None:
+    motion = GroundMotion()
+    base = vehicle_state().model_copy(update={"speed_mps": 0.0, "yaw_rate_radps": 0.0,
+                                              "pose": Pose2D(x_m=0.0, y_m=0.0, yaw_rad=0.0)})
+    beside = car(6.0, -3.5, vx=0.0, vy=0.0)
+    for i in range(8):
+        stamp = base.stamp_ns + i * 50_000_000
+        result = perception_objects().model_copy(update={
+            "objects": [beside], "source": FrameRef(seq=i, stamp_ns=stamp)})
+        state = base.model_copy(update={"stamp_ns": stamp})
+        assert len(convert.obstacles([result], state, motion, {stamp: state})) == 1
+    stamp += 500_000_000
+    empty = perception_objects().model_copy(update={
+        "objects": [], "source": FrameRef(seq=99, stamp_ns=stamp)})
+    state = base.model_copy(update={"stamp_ns": stamp})
+    (ghost,) = convert.obstacles([empty], state, motion, {stamp: state})
+    assert (ghost.x_m, ghost.y_m) == pytest.approx((6.0, -3.5), abs=0.2)
+    assert convert.obstacles([empty], state) == []  # without the filters: forgotten
