@@ -37,6 +37,12 @@ from perception.kalman import ConstantVelocityKalman
 from planning.types import ObjectClass
 
 
+def rotate(x: float, y: float, angle_rad: float) -> tuple[float, float]:
+    """``(x, y)`` turned by ``angle_rad`` (ego axes → world with the ego's yaw; back with −yaw)."""
+    c, s = math.cos(angle_rad), math.sin(angle_rad)
+    return c * x - s * y, s * x + c * y
+
+
 @dataclass(frozen=True, slots=True)
 class GroundMotionConfig:
     """Noise model of the world-frame filter."""
@@ -97,9 +103,9 @@ class GroundMotion:
         """
         cfg = self.config
         x0, y0, yaw = pose
-        c, s = math.cos(yaw), math.sin(yaw)
         px, py = position_m
-        z = np.array([x0 + c * px - s * py, y0 + s * px + c * py])
+        wx, wy = rotate(px, py, yaw)
+        z = np.array([x0 + wx, y0 + wy])
         rng = math.hypot(px, py)
         bearing = math.atan2(py, px) + yaw
         along = max(cfg.min_std_m, cfg.range_rel_std * rng)

@@ -78,16 +78,15 @@ def predict_obstacles(
     vehicle: VehicleParams,
 ) -> ObstacleTensors:
     """Convert tracked objects (ego frame) to predicted, grown boxes in Frenet coordinates."""
+    classes = [as_object_class(o.object_class) for o in obstacles]
     rows = np.array(
         [
             (
                 o.x_m, o.y_m, o.vx_mps, o.vy_mps, o.ax_mps2, o.ay_mps2, *o.size_m(),
-                config.growth_lon_mps.get(as_object_class(o.object_class), 0.5),
-                config.growth_lat_mps.get(as_object_class(o.object_class), 0.2),
-                float(as_object_class(o.object_class) in _VULNERABLE),
-                config.crossing_speed_mps.get(as_object_class(o.object_class), 0.0),
+                config.growth_lon_mps.get(cls, 0.5), config.growth_lat_mps.get(cls, 0.2),
+                float(cls in _VULNERABLE), config.crossing_speed_mps.get(cls, 0.0),
             )
-            for o in obstacles
+            for o, cls in zip(obstacles, classes, strict=True)
         ],
         dtype=np.float64,
     ).reshape(-1, 12)

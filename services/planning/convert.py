@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
 
-from planning.ground_motion import Coasted, GroundMotion
+from planning.ground_motion import Coasted, GroundMotion, rotate
 from planning.types import EgoState, ObjectClass, Obstacle, Trajectory, as_object_class
 from services.messages import (
     DetectedObject,
@@ -82,9 +81,9 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
             if o is None:
                 continue
             if motion is not None:
-                keys.add((result.camera_id, obj.track_id))
-                o = ground_velocity(o, motion, (result.camera_id, obj.track_id),
-                                    result.source.stamp_ns, seen, state)
+                key = (result.camera_id, obj.track_id)
+                keys.add(key)
+                o = ground_velocity(o, motion, key, result.source.stamp_ns, seen, state)
             out.append(o)
     if motion is not None and results:
         out.extend(coasted(motion.coasted(results[0].source.stamp_ns, keys), state))
@@ -93,13 +92,12 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
 
 def coasted(tracks: list[Coasted], state: VehicleState) -> list[Obstacle]:
     """Unseen tracks (world frame) as obstacles in the ego frame of ``state``."""
-    c, s = math.cos(state.pose.yaw_rad), math.sin(state.pose.yaw_rad)
+    yaw = state.pose.yaw_rad
     out = []
     for t in tracks:
-        dx, dy = t.position_m[0] - state.pose.x_m, t.position_m[1] - state.pose.y_m
-        vx, vy = t.velocity_mps
-        out.append(Obstacle(x_m=c * dx + s * dy, y_m=-s * dx + c * dy, vx_mps=c * vx + s * vy,
-                            vy_mps=-s * vx + c * vy, object_class=t.object_class,
+        x, y = rotate(t.position_m[0] - state.pose.x_m, t.position_m[1] - state.pose.y_m, -yaw)
+        vx, vy = rotate(*t.velocity_mps, -yaw)
+        out.append(Obstacle(x_m=x, y_m=y, vx_mps=vx, vy_mps=vy, object_class=t.object_class,
                             track_id=t.key[1]))
     return out
 
@@ -108,12 +106,10 @@ def ground_velocity(o: Obstacle, motion: GroundMotion, key: tuple[str, int], sta
                     seen: VehicleState, state: VehicleState) -> Obstacle:
     """``o`` with its velocity from the world-frame filter, which sees it from ``seen``."""
     pose = (seen.pose.x_m, seen.pose.y_m, seen.pose.yaw_rad)
-    c, s = math.cos(seen.pose.yaw_rad), math.sin(seen.pose.yaw_rad)
-    prior = (c * o.vx_mps - s * o.vy_mps, s * o.vx_mps + c * o.vy_mps)
+    prior = rotate(o.vx_mps, o.vy_mps, seen.pose.yaw_rad)
     cls = as_object_class(o.object_class)
     gx, gy = motion.update(key, stamp_ns, pose, (o.x_m, o.y_m), cls, prior)
-    c, s = math.cos(state.pose.yaw_rad), math.sin(state.pose.yaw_rad)
-    vx, vy = c * gx + s * gy, -s * gx + c * gy  # world → ego axes at planning time
+    vx, vy = rotate(gx, gy, -state.pose.yaw_rad)  # world → ego axes at planning time
     return replace(o, vx_mps=vx if cls == ObjectClass.PEDESTRIAN else o.vx_mps, vy_mps=vy)
 
 
