@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -187,3 +187,24 @@ class LatencyBudget:
             else:
                 fresh.append(p)
         return fresh, stale
+
+
+def newest_per_stream(
+    items: Sequence[T], stream: Callable[[T], Hashable], capture_ns: Callable[[T], int]
+) -> tuple[list[T], list[T]]:
+    """``(kept, superseded)``: of several items of one stream, only the newest capture is kept.
+
+    A service behind its input serves each camera's latest frame instead of working through
+    the backlog in order (a stream should skip, not lag); ``kept`` keeps the input order.
+    Ties keep the later item.
+    """
+    newest: dict[Hashable, int] = {}
+    for i, item in enumerate(items):
+        key = stream(item)
+        j = newest.get(key)
+        if j is None or capture_ns(item) >= capture_ns(items[j]):
+            newest[key] = i
+    chosen = set(newest.values())
+    kept = [item for i, item in enumerate(items) if i in chosen]
+    superseded = [item for i, item in enumerate(items) if i not in chosen]
+    return kept, superseded

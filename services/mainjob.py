@@ -71,7 +71,7 @@ def scorecard_row(scenario: str, vehicle: dict[str, Any],
             "max_lateral_deviation_m": vehicle["max_lateral_deviation_m"],
             "latency_ms": vehicle["latency_ms"], "control_modes": vehicle["control_modes"],
             "control_timeouts": vehicle["control_timeouts"], "frames": vehicle["frames"],
-            "score": driving_score(vehicle)}
+            "frames_skipped": vehicle.get("frames_skipped", 0), "score": driving_score(vehicle)}
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -158,14 +158,18 @@ class Drive:
 
     rows: list[dict[str, Any]]
     model_version: str
-    frames_dropped: int
+    frames_dropped: dict[str, int]  # by reason (stale, superseded)
     batch_sizes: list[int]
 
     @classmethod
     def join(cls, drives: list[Drive]) -> Drive:
         """The drives of a run's segments, in order."""
-        return cls([r for d in drives for r in d.rows], drives[0].model_version,
-                   sum(d.frames_dropped for d in drives), [b for d in drives for b in d.batch_sizes])
+        dropped: dict[str, int] = {}
+        for d in drives:
+            for reason, n in d.frames_dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        return cls([r for d in drives for r in d.rows], drives[0].model_version, dropped,
+                   [b for d in drives for b in d.batch_sizes])
 
 
 async def run_main_job(settings: Settings, bootstrap: str, *, scenarios: list[str], clock: str,
@@ -190,7 +194,9 @@ async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, re
                "camera_rate_hz": camera_rate_hz, "scenarios": rows,
                "totals": totals(rows), "created_ns": time.time_ns(),
                "perception": {"model_version": drive.model_version,
-                              "frames_dropped": drive.frames_dropped,
+                              "frames_dropped": sum(drive.frames_dropped.values()),
+                              "frames_dropped_by_reason": dict(sorted(
+                                  drive.frames_dropped.items())),
                               "batch_size_mean": round(sum(drive.batch_sizes) /
                                                        max(1, len(drive.batch_sizes)), 2)},
                "files": {"summary": "summary.json",
@@ -251,9 +257,12 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     # timing, and a batched convolution's floats differ from a single one's, so batching made
     # multi-camera replays differ (cut_in: min distance 29.45 vs 29.62 m in two runs).
     defaults = PerceptionSettings()
+    # Lockstep also serves every frame (none is ever behind another of its camera there); in
+    # real time a camera behind its input skips to its newest frame.
     perception_options = defaults.model_copy(update={
         "latency_budget_ms": None if lockstep else defaults.latency_budget_ms,
-        "max_batch_size": 1 if lockstep else defaults.max_batch_size})
+        "max_batch_size": 1 if lockstep else defaults.max_batch_size,
+        "newest_per_camera": not lockstep})
     stop_recording = asyncio.Event()
     recorder_task = None
     ready = asyncio.Event()
@@ -291,7 +300,8 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(recorder_task, timeout=30)
     rows = [scorecard_row(r["scenario"], v, r["wall_s"]) for r in results for v in r["vehicles"]]
-    return Drive(rows, str(started["model_version"]), int(counts.get("dropped", 0)),
+    dropped = {str(reason): int(n) for reason, n in counts.get("dropped", {}).items()}
+    return Drive(rows, str(started["model_version"]), dropped,
                  [int(b) for b in counts.get("batch_sizes", [])])
 
 

@@ -17,8 +17,9 @@ Steps, all on the same torch thread count (settings, default: the usable cores):
    latency = result received by a consumer − frame capture stamp (so both hops count, as in
    the floor), p50/p99, compared with 2 × floor.
 
-The service runs with the latency budget off: backlog frames are older than any budget, and
-at 70 % load every frame must be measured, none dropped out of the tail.
+The service runs with the latency budget and newest-per-camera skipping off: backlog frames
+are older than any budget and queue behind newer ones of their camera, and at 70 % load every
+frame must be measured, none dropped out of the tail.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ async def bench_perception(settings: Settings, bootstrap: str, opts: BenchOption
         service_settings = settings.model_copy(update={
             "torch_threads": threads, "device": opts.device or settings.device,
             "group_prefix": f"bench-{uuid.uuid4().hex[:8]}", "metrics_port": 0})
-        service_options = options.model_copy(update={"latency_budget_ms": None})
+        service_options = options.model_copy(update={"latency_budget_ms": None,
+                                                     "newest_per_camera": False})
         report("service start", 0.0)
         ready = await worker.start(service_settings, service_options, bootstrap,
                                    opts.startup_timeout_s)
@@ -257,7 +259,8 @@ async def bench_perception(settings: Settings, bootstrap: str, opts: BenchOption
             "weights": str(options.weights), "model_version": model["model_version"],
             "device": model["device"], "torch_threads": threads,
             "max_batch_size": options.max_batch_size, "max_wait_ms": options.max_wait_ms,
-            "latency_budget_ms": None, "broker": "embedded" if settings.embedded else "external",
+            "latency_budget_ms": None, "newest_per_camera": False,
+            "broker": "embedded" if settings.embedded else "external",
             "topic_partitions": settings.topic_partitions,
         },
         "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -47,6 +48,16 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Record], Awaitable[None]]
 BatchHandler = Callable[[list[Record]], Awaitable[None]]
+
+
+def rewind(consumer: AIOKafkaConsumer, raws: list[Any]) -> None:
+    """Seek each partition of `raws` back to its earliest record (a batch left unhandled)."""
+    earliest: dict[TopicPartition, int] = {}
+    for raw in raws:
+        tp = TopicPartition(raw.topic, raw.partition)
+        earliest[tp] = min(raw.offset, earliest.get(tp, raw.offset))
+    for tp, offset in earliest.items():
+        consumer.seek(tp, offset)
 
 
 def _text_headers(raw: Any) -> Any:
@@ -224,7 +235,7 @@ class ServiceFrame:
         return decorate
 
     def consume_batch(self, spec: TopicSpec, *, max_records: int, max_wait_ms: float,
-                      group_id: str | None = None,
+                      group_id: str | None = None, top_up_ms: float | None = None,
                       **subscriber_kwargs: Any) -> Callable[[BatchHandler], BatchHandler]:
         """Subscribe `handler(records)` to micro-batches of a topic.
 
@@ -233,6 +244,13 @@ class ServiceFrame:
         light load a frame is handled alone at once; under load batches fill. Offsets of the
         whole batch are committed after the handler returns. The handler dead-letters bad
         records itself (`frame.dead_letter`); an error escaping it dead-letters the whole batch.
+
+        `top_up_ms`: what the consumer hands out first was fetched when the previous batch was
+        taken (a partition is fetched again only once its buffered records are consumed), so
+        behind its input a handler would always see records one handling time old. With this
+        set, the batch is topped up with one more fetch of up to `top_up_ms`, which holds the
+        records that came meanwhile; a handler that serves only each stream's newest record
+        (perception) then serves fresh ones.
         """
 
         def decorate(handler: BatchHandler) -> BatchHandler:
@@ -242,15 +260,23 @@ class ServiceFrame:
             kwargs.update(subscriber_kwargs)
 
             async def guarded(msg: KafkaMessage) -> None:
-                raws = msg.raw_message if isinstance(msg.raw_message, list | tuple) else [
+                raws = list(msg.raw_message) if isinstance(msg.raw_message, list | tuple) else [
                     msg.raw_message]
-                records = [Record.from_raw(raw) for raw in raws]
+                consumer = getattr(msg, "consumer", None)
+                topped: list[Any] = []
+                if top_up_ms is not None and isinstance(consumer, AIOKafkaConsumer):
+                    more = await consumer.getmany(timeout_ms=max(0, round(top_up_ms)),
+                                                  max_records=max_records)
+                    topped = [raw for part in more.values() for raw in part]
+                records = [Record.from_raw(raw) for raw in raws + topped]
                 self._last_message_ns = time.time_ns()
                 with self.metrics.handler_seconds.labels(self.name, spec.name).time():
                     try:
                         await handler(records)
                     except Exception as error:
                         if is_infrastructure_error(error):
+                            if topped and isinstance(consumer, AIOKafkaConsumer):
+                                rewind(consumer, raws + topped)  # FastStream rewinds only raws
                             raise
                         for record in records:
                             await self.dead_letter(spec, record, error)

@@ -10,7 +10,7 @@ document per line after ``PREFIX``:
 - stdout: ``{"ready": true, "group": ..., "device": ..., "model_version": ...}`` once the
   consumer holds its partitions;
 - closing stdin stops the service gracefully (the batch in flight is drained); stdout then
-  gets ``{"stopped": true, "batches": n, "batch_mean": x, "batch_sizes": [...], "dropped": n}``.
+  gets ``{"stopped": true, "batches": n, "batch_mean": x, "batch_sizes": [...], "dropped": {reason: n}}``.
 
 The service's consumer group starts at the current end of `camera.frames`, so frames already
 on a shared cluster are never served again. The child is sent SIGTERM when its parent dies.
@@ -75,7 +75,7 @@ async def serve(config: dict[str, Any]) -> None:
     sizes = list(service.batch_sizes)
     say({"stopped": True, "batches": len(sizes),
          "batch_mean": statistics.fmean(sizes) if sizes else 0.0, "batch_sizes": sizes,
-         "dropped": service.dropped_total})
+         "dropped": service.dropped_by_reason})
 
 
 class PerceptionProcess:

@@ -1,7 +1,8 @@
 """`roadstream serve perception`: a thin loop over the pure perception code.
 
 Per micro-batch: decode each frame (bad ones are dead-lettered), drop frames older than the
-latency budget (counted, reported and raised as a safety event), run the detector once on the
+latency budget and, of several frames of one camera, all but the newest (each drop counted,
+reported and raised as a safety event), run the detector once on the
 batch, track and range per camera, publish one `perception.objects` per frame with the source
 frame's seq and stamp, the model version and per-stage latencies. Offsets are committed after
 the batch's results are published.
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter, Histogram
 
+from perception.batching import DROP_STALE, DROP_SUPERSEDED, newest_per_stream
 from perception.checkpoint import load_detector
 from perception.detections import Detections
 from perception.detector import Detector
@@ -49,6 +51,8 @@ from services.settings import Settings
 
 log = logging.getLogger(__name__)
 MS = 1e-6  # ns → ms
+_DROP_REASONS = {DROP_STALE: "over latency budget",
+                 DROP_SUPERSEDED: "superseded by a newer frame of its camera"}
 
 
 def to_wire(obj: PerceivedObject) -> DetectedObject:
@@ -62,6 +66,24 @@ def to_wire(obj: PerceivedObject) -> DetectedObject:
         velocity_mps=Vec2(x=vel[0], y=vel[1]) if vel else None,
         accel_mps2=Vec2(x=acc[0], y=acc[1]) if acc else None,
         ttc_s=obj.ttc_s)
+
+
+def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Record, FrameMeta]]]:
+    """``(to serve, superseded)``: of several frames of one camera stream, only the newest.
+
+    Chosen from the headers, before decoding. A record whose headers do not parse is kept:
+    decoding dead-letters it with the reason.
+    """
+    readable: list[tuple[Record, FrameMeta]] = []
+    for record in records:
+        try:
+            readable.append((record, FrameMeta.from_headers(record.headers)))
+        except ValueError:  # MessageError, or pydantic's ValidationError
+            continue
+    _, superseded = newest_per_stream(readable, stream=lambda r: (r[1].run_id, r[1].key),
+                                      capture_ns=lambda r: r[1].capture_ns)
+    dropped = {id(record) for record, _ in superseded}
+    return [r for r in records if id(r) not in dropped], superseded
 
 
 class PerceptionService:
@@ -88,7 +110,7 @@ class PerceptionService:
         self.frames_done = Counter("roadstream_frames_processed_total", "Frames processed",
                                    registry=registry)
         self.batch_sizes: list[int] = []
-        self.dropped_total = 0
+        self.dropped_by_reason: dict[str, int] = {}
         # One thread: batches run in order, and torch's thread count (set process-wide at
         # load) is what it uses; a pool of several would run models against each other.
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception-model")
@@ -106,9 +128,14 @@ class PerceptionService:
         return cam
 
     async def handle(self, records: list[Record]) -> None:
-        """Process one micro-batch."""
+        """Process one fetch: skip superseded frames, then run the model in batches."""
         arrived_ns = time.time_ns()
         loop = asyncio.get_running_loop()
+        drops: list[tuple[Record, FrameMeta, float, str]] = []
+        if self.options.newest_per_camera:
+            records, superseded = skip_superseded(records)
+            drops += [(record, meta, (arrived_ns - meta.capture_ns) * MS, DROP_SUPERSEDED)
+                      for record, meta in superseded]
         frames: list[tuple[Record, FrameMeta, Image, float]] = []
         decoded = await loop.run_in_executor(self.worker, lambda: list(decode_frames(
             records, max_bytes=self.options.max_frame_bytes, max_pixels=self.options.max_pixels,
@@ -123,11 +150,19 @@ class PerceptionService:
             age_ms = (arrived_ns - meta.capture_ns) * MS
             budget = self.options.latency_budget_ms
             if budget is not None and age_ms > budget:
-                await self.drop(record, meta, age_ms)
+                drops.append((record, meta, age_ms, DROP_STALE))
                 continue
             frames.append((record, meta, image, item.decode_ms))
-        if not frames:
-            return
+        size = self.options.max_batch_size
+        for start in range(0, len(frames), size):
+            await self.serve(frames[start:start + size], arrived_ns)
+        if drops:  # after serving: the fresh frames go first
+            await self.report_drops(drops)
+
+    async def serve(self, frames: list[tuple[Record, FrameMeta, Image, float]],
+                    arrived_ns: int) -> None:
+        """Run the detector once on a batch, track, and publish one result per frame."""
+        loop = asyncio.get_running_loop()
         detections, infer_ms = await loop.run_in_executor(
             self.worker, self._detect, [image for _, _, image, _ in frames])
         self.batch_sizes.append(len(frames))
@@ -170,17 +205,34 @@ class PerceptionService:
         with self.frame.tracing.record_span(record, start_ns=arrived_ns):
             await self.frame.publish(PERCEPTION_OBJECTS, result, key=key)
 
-    async def drop(self, record: Record, meta: FrameMeta, age_ms: float) -> None:
-        """Drop a frame over the latency budget on purpose: count it and raise an event."""
-        self.dropped.labels(meta.camera_id, "stale").inc()
-        self.dropped_total += 1
-        await self.frame.emit(safety_event(
-            source="perception", type_="frame_dropped", severity=Severity.WARNING,
-            vehicle_id=meta.vehicle_id,
-            details={"reason": "over latency budget", "age_ms": round(age_ms, 1),
-                     "budget_ms": self.options.latency_budget_ms, "camera_id": meta.camera_id},
-            refs=EventRefs(frame_seq=meta.seq, topic=record.topic, partition=record.partition,
-                           offset=record.offset), run_id=meta.run_id))
+    async def report_drops(self, drops: list[tuple[Record, FrameMeta, float, str]]) -> None:
+        """Count frames dropped on purpose and raise one event per reason and stream group.
+
+        `stale`: over the latency budget; `superseded`: a newer frame of its camera came in the
+        same fetch. One event per fetch (naming every dropped seq, referring to the newest)
+        rather than one per frame: behind its input the service drops several a second, and
+        each event costs the monitor and the audit trail a write.
+        """
+        groups: dict[tuple[str, str, str], list[tuple[Record, FrameMeta, float]]] = {}
+        for record, meta, age_ms, reason in drops:
+            self.dropped.labels(meta.camera_id, reason).inc()
+            self.dropped_by_reason[reason] = self.dropped_by_reason.get(reason, 0) + 1
+            groups.setdefault((reason, meta.vehicle_id, meta.run_id), []).append(
+                (record, meta, age_ms))
+        events = []
+        for (reason, vehicle, run_id), items in groups.items():
+            record, meta, _ = max(items, key=lambda i: i[1].capture_ns)
+            events.append(self.frame.emit(safety_event(
+                source="perception", type_="frame_dropped", severity=Severity.WARNING,
+                vehicle_id=vehicle,
+                details={"reason": _DROP_REASONS[reason], "frames": len(items),
+                         "frame_seqs": [m.seq for _, m, _ in items],
+                         "cameras": sorted({m.camera_id for _, m, _ in items}),
+                         "age_ms": round(max(a for _, _, a in items), 1),
+                         "budget_ms": self.options.latency_budget_ms, "camera_id": meta.camera_id},
+                refs=EventRefs(frame_seq=meta.seq, topic=record.topic, partition=record.partition,
+                               offset=record.offset), run_id=run_id)))
+        await asyncio.gather(*events)
 
 
 def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | None = None,
@@ -194,7 +246,11 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
                                  num_threads=model_threads(settings))
     frame = ServiceFrame("perception", settings, bootstrap, **frame_kwargs)
     service = PerceptionService(frame, detector, options)
-    frame.consume_batch(CAMERA_FRAMES, max_records=options.max_batch_size,
+    # Skipping needs the backlog in hand: take more than a batch when it is on.
+    fetch = (max(options.max_fetch_records, options.max_batch_size) if options.newest_per_camera
+             else options.max_batch_size)
+    frame.consume_batch(CAMERA_FRAMES, max_records=fetch,
+                        top_up_ms=options.max_wait_ms if options.newest_per_camera else None,
                         max_wait_ms=options.max_wait_ms)(service.handle)
     frame.on_stop(service.worker.shutdown)  # after the last batch drained
     frame.perception = service  # type: ignore[attr-defined]

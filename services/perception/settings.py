@@ -48,6 +48,14 @@ class PerceptionSettings(BaseSettings):
     latency_budget_ms: float | None = Field(
         default=500.0, gt=0, description="Frames older than this (wall clock) are dropped [ms]; "
         "None turns dropping off (lockstep replays, whose stamps are simulation time).")
+    newest_per_camera: bool = Field(
+        default=True, description="Of several frames of one camera in a batch, serve only the "
+        "newest; the others are dropped, counted and raised as events. Behind its input the "
+        "service then skips frames instead of lagging (two cameras at 10 Hz each on two cores "
+        "kept perception 480 ms behind, over the gate's timeout). Off: serve every frame.")
+    max_fetch_records: int = Field(
+        default=16, ge=1, le=256, description="With newest_per_camera: records taken from the "
+        "consumer at once, to skip among (the model still runs on at most max_batch_size).")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
     max_pixels: int = Field(default=4096 * 4096, ge=64 * 64,
                             description="Decoded images above this are rejected.")

@@ -52,6 +52,7 @@ class VehicleRun:
     vehicle_id: str
     world: World
     frames: int = 0
+    frames_skipped: int = 0  # real time: frames due while the simulator was behind the clock
     control_timeouts: int = 0
     controls_applied: int = 0
     latest: VehicleControl | None = None
@@ -71,6 +72,7 @@ class VehicleRun:
     def summary(self) -> dict[str, Any]:
         """Metrics of this vehicle's run."""
         return {"vehicle_id": self.vehicle_id, "frames": self.frames,
+                "frames_skipped": self.frames_skipped,
                 "control_timeouts": self.control_timeouts,
                 "controls_applied": self.controls_applied,
                 "frame_hash": self.frame_hash.hexdigest(), "latency_ms": self.latency(),
@@ -101,6 +103,13 @@ class ScenarioStreamer:
         #: Ticks between frames, per camera: each camera at its own rate, at most ``cap``.
         self.frame_every = {c.camera_id: max(1, round(self.rate_hz / min(c.rate_hz, cap)))
                             for c in self.cameras}
+        #: The tick within its period at which each camera renders. In real time, cameras
+        #: slower than the world take turns (two at 10 Hz in a 20 Hz world render on alternate
+        #: ticks), so no tick renders them all at once and the loop keeps its pace. Lockstep
+        #: keeps every camera on tick 0 of its period, as its recorded replays were made.
+        realtime = options.clock == "realtime"
+        self.frame_phase = {c.camera_id: i % self.frame_every[c.camera_id] if realtime else 0
+                            for i, c in enumerate(self.cameras)}
         self.duration_s = options.duration_s or self.scenario.duration_s
 
     def subscribe(self) -> None:
@@ -148,8 +157,13 @@ class ScenarioStreamer:
         run.modes[control.mode.value] = run.modes.get(control.mode.value, 0) + 1
         return convert.control_command(control)
 
-    async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int) -> bool:
-        """Publish the state and the frames due at this tick; True when a frame was among them."""
+    async def _publish_tick(self, run: VehicleRun, seq: int, stamp_ns: int,
+                            behind: bool = False) -> bool:
+        """Publish the state and the frames due at this tick; True when a frame was among them.
+
+        `behind` (real time, more than a tick late): the frames due are skipped and counted,
+        so the loop catches up instead of stamping every later frame older than the last.
+        """
         world, vid = run.world, run.vehicle_id
         frames_before = run.frames
         run.captured_at[seq] = time.monotonic()
@@ -158,7 +172,10 @@ class ScenarioStreamer:
         sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
             world.ego_state(), world.road, vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
         for cam in self.cameras:
-            if seq % self.frame_every[cam.camera_id]:
+            if (seq - self.frame_phase[cam.camera_id]) % self.frame_every[cam.camera_id]:
+                continue
+            if behind:
+                run.frames_skipped += 1
                 continue
             image = encode_jpeg(world.render(cam.camera_id), self.options.jpeg_quality)
             run.frame_hash.update(image)
@@ -186,11 +203,15 @@ class ScenarioStreamer:
             if stop is not None and stop.is_set():
                 break
             stamp_ns = start_ns + round(seq * dt * 1e9)
+            behind = False
             if self.options.clock == "realtime":
                 delay = start_wall + seq * dt / self.options.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            framed = [await self._publish_tick(run, seq, stamp_ns) for run in self.vehicles.values()]
+                # Faster than real time (speed > 1) is a paced replay: every frame is rendered.
+                behind = self.options.speed <= 1.0 and -delay > dt / self.options.speed
+            framed = [await self._publish_tick(run, seq, stamp_ns, behind)
+                      for run in self.vehicles.values()]
             if self.options.loop == "closed" and self.options.clock == "lockstep" and any(framed):
                 # a control answers a frame: ticks without one go on with the latest control
                 await asyncio.gather(*(self._await_control(r, seq) for r in self.vehicles.values()))

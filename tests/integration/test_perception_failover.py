@@ -71,7 +71,9 @@ def worker(bootstrap: str, group: str, port: int) -> subprocess.Popen[bytes]:
     env.update({"ROADSTREAM_BOOTSTRAP_SERVERS": bootstrap, "ROADSTREAM_GROUP_PREFIX": group,
                 "ROADSTREAM_METRICS_PORT": str(port),
                 "ROADSTREAM_TORCH_THREADS": "1",
-                "ROADSTREAM_PERCEPTION_LATENCY_BUDGET_MS": "600000"})
+                "ROADSTREAM_PERCEPTION_LATENCY_BUDGET_MS": "600000",
+                # every frame must come out: a burst of one stream is not to be skipped
+                "ROADSTREAM_PERCEPTION_NEWEST_PER_CAMERA": "false"})
     return subprocess.Popen([sys.executable, "-m", "services.cli.main", "serve", "perception"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 async def test_frames_in_objects_out_and_corrupt_frame_to_dlq(kafka_bootstrap: str,
                                                               unique: str) -> None:
     service = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap,
-                    options=PerceptionSettings(latency_budget_ms=60_000), detector=tiny_detector(),
+                    options=PerceptionSettings(latency_budget_ms=60_000, newest_per_camera=False),
+                    detector=tiny_detector(),
                     start_from="latest")  # not the frames earlier tests left on the broker
     await service.start()
     try:

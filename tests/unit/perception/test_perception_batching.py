@@ -10,6 +10,7 @@ from perception.batching import (
     DROP_SUPERSEDED,
     LatencyBudget,
     MicroBatcher,
+    newest_per_stream,
 )
 
 MS = 1_000_000
@@ -150,3 +151,17 @@ def test_budget_can_share_a_drop_counter_with_the_batcher() -> None:
     batcher.add("front", "b", 0)
     budget.split(batcher.flush())
     assert batcher.drops.by_camera("front") == {DROP_SUPERSEDED: 1, DROP_STALE: 1}
+
+
+def test_newest_per_stream_keeps_each_streams_latest_in_input_order() -> None:
+    # (stream, capture) items as a batch fetched behind its input holds them
+    items = [("front", 10), ("rear", 11), ("front", 20), ("front", 15), ("rear", 21), ("side", 5)]
+    kept, superseded = newest_per_stream(items, stream=lambda i: i[0], capture_ns=lambda i: i[1])
+    assert kept == [("front", 20), ("rear", 21), ("side", 5)]
+    assert superseded == [("front", 10), ("rear", 11), ("front", 15)]
+
+
+def test_newest_per_stream_keeps_a_batch_of_distinct_streams_whole() -> None:
+    items = [("front", 30), ("rear", 10)]
+    assert newest_per_stream(items, stream=lambda i: i[0], capture_ns=lambda i: i[1]) == (items, [])
+    assert newest_per_stream([], stream=lambda i: i, capture_ns=lambda i: 0) == ([], [])
