@@ -161,8 +161,9 @@ class ScenarioStreamer:
                             behind: bool = False) -> bool:
         """Publish the state and the frames due at this tick; True when a frame was among them.
 
-        `behind` (real time, more than a tick late): the frames due are skipped and counted,
-        so the loop catches up instead of stamping every later frame older than the last.
+        `behind` (real time, more than ``max_lag_ms`` late): the frames due are skipped and
+        counted, so the loop catches up instead of stamping every later frame older than the
+        last.
         """
         world, vid = run.world, run.vehicle_id
         frames_before = run.frames
@@ -209,7 +210,9 @@ class ScenarioStreamer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 # Faster than real time (speed > 1) is a paced replay: every frame is rendered.
-                behind = self.options.speed <= 1.0 and -delay > dt / self.options.speed
+                lag_ms = self.options.max_lag_ms
+                behind = (self.options.speed <= 1.0 and lag_ms is not None
+                          and -delay * 1e3 > lag_ms)
             framed = [await self._publish_tick(run, seq, stamp_ns, behind)
                       for run in self.vehicles.values()]
             if self.options.loop == "closed" and self.options.clock == "lockstep" and any(framed):

@@ -27,6 +27,11 @@ class SimulatorSettings(BaseSettings):
         default=None, gt=0, le=240, description="Render each camera at most this often; the "
         "world, vehicle.state and control still run at the scenario's rate. None = the "
         "scenario's camera rates [Hz].")
+    max_lag_ms: float | None = Field(
+        default=200.0, gt=0, description="Real time at speed ≤ 1: while the loop is more than "
+        "this behind the wall clock it skips the frames due (counted as frames_skipped) and "
+        "catches up; below it, a late tick is caught up without a skip (a skipped frame is a "
+        "gap perception and the gate see). None = never skip [ms].")
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     lockstep_timeout_s: float = Field(default=2.0, gt=0, le=60,
                                       description="Wait at most this for a control [s].")

@@ -52,11 +52,11 @@ async def test_lockstep_renders_every_camera_on_the_first_tick_of_its_period() -
 
 async def test_a_real_time_loop_behind_the_clock_skips_frames_and_counts_them(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     render = world_module.World.render
-    slow_until = time.monotonic() + 0.6
+    slow_until = time.monotonic() + 1.0
 
     def slow_render(self, camera, options=None):  # type: ignore[no-untyped-def]
         if time.monotonic() < slow_until:
-            time.sleep(0.12)  # over two 50 ms ticks: the loop falls behind
+            time.sleep(0.12)  # 70 ms over each 50 ms tick: the loop falls behind, past 200 ms
         return render(self, camera, options)
 
     monkeypatch.setattr(world_module.World, "render", slow_render)
