@@ -68,6 +68,11 @@ def to_wire(obj: PerceivedObject) -> DetectedObject:
         ttc_s=obj.ttc_s)
 
 
+def stream_of(meta: FrameMeta) -> str:
+    """A frame's camera stream: run, vehicle and camera (a new run starts fresh tracks)."""
+    return f"{meta.run_id}/{meta.key.decode()}"
+
+
 def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Record, FrameMeta]]]:
     """``(to serve, superseded)``: of several frames of one camera stream, only the newest.
 
@@ -80,7 +85,7 @@ def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Rec
             readable.append((record, FrameMeta.from_headers(record.headers)))
         except ValueError:  # MessageError, or pydantic's ValidationError
             continue
-    _, superseded = newest_per_stream(readable, stream=lambda r: (r[1].run_id, r[1].key),
+    _, superseded = newest_per_stream(readable, stream=lambda r: stream_of(r[1]),
                                       capture_ns=lambda r: r[1].capture_ns)
     dropped = {id(record) for record, _ in superseded}
     return [r for r in records if id(r) not in dropped], superseded
@@ -119,7 +124,7 @@ class PerceptionService:
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
         """The tracker of a vehicle/camera stream (created on its first frame)."""
-        key = f"{meta.run_id}/{meta.key.decode()}"  # a new run starts fresh tracks
+        key = stream_of(meta)
         cam = self.cameras.get(key)
         if cam is None or cam.calibration.width != meta.calibration.width:
             cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()),
