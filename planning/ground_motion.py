@@ -23,7 +23,12 @@ The filters also remember what the camera no longer sees. A car the ego overtake
 forward camera's view while it is still beside the ego, and a lane change into it looks free;
 a pedestrian missed for a few frames is a gap in the road. A confirmed track that goes unseen
 is coasted (dead-reckoned at its filtered velocity) for ``coast_beside_s`` when it was last
-seen close and off to the side, where it leaves the view, and for ``coast_s`` otherwise.
+seen close and off to the side, where it leaves the view, and for ``coast_s`` otherwise. A
+coasted car or truck keeps its lane: only its velocity along the ego's heading when it was
+last seen is dead-reckoned. A car leaving the view is cut by the image edge, its box and so its
+lateral position swing in the last frames, and the filter read a car overtaken on the right in
+free_cruise_rain as drifting 2 m/s towards the ego; dead-reckoned for three seconds, that ghost
+crossed into the ego's lane and the planner braked at 6 m/s² on a free road.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class GroundMotionConfig:
     beside_within_m: float = 20.0  # "close": last seen less than this far ahead [m]
     beside_lateral_m: float = 1.5  # "to the side": this far off the ego's axis [m]
     confirmed_hits: int = 5  # updates before a track is coasted (no ghost of a false alarm)
+    # Classes coasted along the road only (they keep their lane while unseen).
+    lane_keeping: frozenset[ObjectClass] = frozenset({ObjectClass.CAR, ObjectClass.TRUCK})
 
 
 @dataclass(slots=True)
@@ -72,6 +79,7 @@ class _Track:
     stamp_ns: int
     object_class: ObjectClass
     last_seen_m: tuple[float, float]  # ego-frame position at the last update
+    heading_rad: float  # the ego's yaw at the last update (the road's direction, near enough)
     hits: int = 1
 
 
@@ -121,7 +129,7 @@ class GroundMotion:
             kf.P[:2, :2] = cov
             if object_class != ObjectClass.PEDESTRIAN:
                 kf.x[2:] = initial_velocity_mps
-            self._tracks[key] = _Track(kf, stamp_ns, object_class, position_m)
+            self._tracks[key] = _Track(kf, stamp_ns, object_class, position_m, yaw)
         else:
             dt_s = (stamp_ns - track.stamp_ns) * 1e-9
             if dt_s > 0.0:
@@ -129,6 +137,7 @@ class GroundMotion:
                 track.kf.update(z, meas_cov=cov)
                 track.stamp_ns = stamp_ns
                 track.object_class, track.last_seen_m = object_class, position_m
+                track.heading_rad = yaw
                 track.hits += 1
             kf = track.kf
         vx, vy = kf.velocity
@@ -145,13 +154,17 @@ class GroundMotion:
 
     def coasted(self, stamp_ns: int, seen: set[tuple[str, int]]) -> list[Coasted]:
         """Confirmed tracks not in ``seen``, dead-reckoned to ``stamp_ns`` while within their
-        coasting time."""
+        coasting time (cars and trucks along the road only)."""
         out = []
         for key, track in self._tracks.items():
             age_s = (stamp_ns - track.stamp_ns) * 1e-9
             if key in seen or age_s <= 0.0 or age_s > self.coast_limit_s(track):
                 continue
             px, py, vx, vy = (float(v) for v in track.kf.x)
+            if track.object_class in self.config.lane_keeping:
+                ux, uy = math.cos(track.heading_rad), math.sin(track.heading_rad)
+                along = vx * ux + vy * uy
+                vx, vy = along * ux, along * uy
             out.append(Coasted(key, track.object_class, (px + vx * age_s, py + vy * age_s),
                                (vx, vy)))
         return out

@@ -107,3 +107,22 @@ def test_a_lost_track_ahead_coasts_briefly_and_an_unconfirmed_one_not_at_all() -
     assert motion.coasted(last + round(0.7e9), set()) == []
     brief = feed(motion, 3, [(8.0, -3.5)] * 3, start_ns=last)  # three: maybe a false alarm
     assert [c.key for c in motion.coasted(brief + round(0.2e9), set())] == [("front", 2)]
+
+
+def test_a_coasted_car_keeps_its_lane_and_a_coasted_pedestrian_keeps_crossing() -> None:
+    motion = GroundMotion()
+    # Its last frames at the image edge make a car beside the ego seem to drift towards it at
+    # 2 m/s; unseen, it is dead-reckoned along the road only, never into the ego's lane.
+    last = feed(motion, 1, [(10.0 - 0.1 * i, -4.5 + 0.1 * i) for i in range(21)])
+    (ghost,) = motion.coasted(last + round(2e9), set())
+    assert ghost.velocity_mps[1] == 0.0
+    assert ghost.velocity_mps[0] == pytest.approx(-2.0, abs=0.3)
+    assert ghost.position_m[1] == pytest.approx(-2.5, abs=0.3)  # where it was last seen
+    # A pedestrian crossing at 1.4 m/s, lost in the lane ahead, goes on crossing.
+    stamp = 0
+    for i in range(10):
+        stamp = last + (i + 1) * 50_000_000
+        motion.update(("front", 2), stamp, (0.0, 0.0, 0.0), (20.0, -2.0 + 0.07 * i),
+                      ObjectClass.PEDESTRIAN, (0.0, 0.0))
+    walker = next(c for c in motion.coasted(stamp + round(0.3e9), set()) if c.key[1] == 2)
+    assert walker.velocity_mps[1] > 0.8
