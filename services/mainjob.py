@@ -36,7 +36,7 @@ from services.monitor.service import build_monitor
 from services.monitor.settings import load_monitor_settings
 from services.perception.process import PerceptionProcess
 from services.perception.settings import PerceptionSettings, usable_cores
-from services.planning.service import build as build_planning
+from services.planning.process import PlanningProcess
 from services.planning.settings import PlanningSettings
 from services.recording.mcap_io import RecordingWriter, read_recording
 from services.recording.recorder import Recorder
@@ -203,7 +203,8 @@ async def finish_run(drive: Drive, *, clock: str, run_id: str, out_dir: Path, re
                                                        max(1, len(drive.batch_sizes)), 2)},
                "files": {"summary": "summary.json",
                          "recording": "recording.mcap" if record else None,
-                         "audit": "audit.db", "perception_log": "perception.log"}}
+                         "audit": "audit.db", "perception_log": "perception.log",
+                         "planning_log": "planning.log"}}
     if record:
         await write_run_report(out_dir, summary, progress)
     return summary
@@ -222,7 +223,7 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     the planner's perception timeout and the monitor's expected rates follow it.
     """
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any I/O loop
-    # One torch thread for the planner here and one for the detector in its process leave the
+    # One torch thread for the planner and one for the detector (each in its process) leave the
     # second core to the renderer and Kafka, and keep OpenMP threads from spinning against each
     # other (seconds per frame).
     run_settings = settings.model_copy(update={
@@ -233,10 +234,8 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     # This run's consumer groups are new: they start at the topics' ends, not at the history
     # of earlier runs on the same cluster, which they would otherwise work through first.
     fresh: dict[str, Any] = {"start_from": "latest"}
-    planning = build_planning(run_settings, bootstrap,
-                              options=PlanningSettings(clock="source" if lockstep else "wall",
-                                                       perception_rate_hz=camera_rate_hz),
-                              **fresh)
+    planning_options = PlanningSettings(clock="source" if lockstep else "wall",
+                                        perception_rate_hz=camera_rate_hz)
     rates = {t.name: camera_rate_hz for t in FRAME_RATE_TOPICS} if camera_rate_hz else {}
     monitor, _ = build_monitor(run_settings, bootstrap, load_monitor_settings(rates_hz=rates))
     audit = build_audit(run_settings, bootstrap,
@@ -250,11 +249,12 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
 
     # Only the newest control matters to the simulator: no commit round trip per command.
     simulator.consume(VEHICLE_CONTROL, at_least_once=False)(on_control)
-    services: list[ServiceFrame] = [planning, monitor, audit, simulator]
-    # Perception runs in a process of its own: in one interpreter the model's thread, the
-    # renderer, the planner and every consumer share one lock, and in real time each Kafka hop
-    # waited on it (docs/benchmarks.md).
+    services: list[ServiceFrame] = [monitor, audit, simulator]
+    # Perception and planning run in processes of their own: in one interpreter the model's
+    # thread, the renderer, the planner and every consumer share one lock, and in real time
+    # each Kafka hop waited on it, and each plan on the renders (docs/benchmarks.md).
     perception = PerceptionProcess(out_dir / "perception.log")
+    planning = PlanningProcess(out_dir / "planning.log")
     # Lockstep: one frame per model run. Which frames of two cameras share a batch depends on
     # timing, and a batched convolution's floats differ from a single one's, so batching made
     # multi-camera replays differ (cut_in: min distance 29.45 vs 29.62 m in two runs).
@@ -274,9 +274,10 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     try:
         started, *_ = await asyncio.gather(
             perception.start(run_settings, perception_options, bootstrap),
+            planning.start(run_settings, planning_options, bootstrap),
             *(s.start() for s in services))
         assigned = await asyncio.gather(*(s.wait_assigned(60)
-                                          for s in (planning, audit, simulator)))
+                                          for s in (audit, simulator)))
         if not all(assigned):
             log.warning("main job: some consumers got no partitions within 60 s; going on")
         if recorder_task is not None:
@@ -296,6 +297,7 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
         for service in reversed(services):
             with contextlib.suppress(Exception):
                 await service.stop()
+        await planning.stop()
         counts = await perception.stop()
         stop_recording.set()
         if recorder_task is not None:

@@ -278,6 +278,8 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
     """The planning service (planner, controller, gate, signer)."""
     options = options or PlanningSettings()
     tune_allocator()  # without it every plan page-faults its scratch tensors again
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     frame = ServiceFrame("planning", settings, bootstrap, **frame_kwargs)
     service = PlanningService(frame, settings, options, control or ControlSettings())
     # Only the newest state and objects matter (older ones are stale to the gate), so no
