@@ -71,3 +71,58 @@ def frenet_to_road_xy_np(
     radius = 1.0 / curvature_1pm
     theta = np.asarray(s_m) / radius
     return (radius - d_m) * np.sin(theta), radius - (radius - d_m) * np.cos(theta)
+
+
+# A previewed centre line is integrated at this spacing [m]; its heading error between two
+# samples is κ·step/2, under 1 mrad on any road radius above 500 m.
+_LINE_STEP_M = 1.0
+_LINE_BEHIND_M = 100.0  # the line runs this far behind the ego, at the present curvature [m]
+
+
+def previewed_frenet(
+    x_r: Tensor, y_r: Tensor, curvature_1pm: float, preview_1pm: tuple[float, ...],
+    preview_step_m: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(s, d, centre-line heading, centre-line curvature) of a few road-frame points.
+
+    The centre line has curvature ``preview_1pm[i]`` from ``i · preview_step_m`` ahead of the
+    ego's foot point to the next station (the last one holds beyond), and ``curvature_1pm``
+    behind it; without a preview it is the constant-curvature circle of
+    :func:`road_xy_to_frenet`, in closed form. Meant for the tens of tracked objects, not for
+    the candidate batch: each point is projected onto the line sampled every metre (nearest
+    sample, then along its tangent).
+    """
+    if not preview_1pm:
+        s, d = road_xy_to_frenet(x_r, y_r, curvature_1pm)
+        return s, d, road_heading(s, curvature_1pm), torch.full_like(s, curvature_1pm)
+    ahead_m = max(len(preview_1pm) * preview_step_m, 50.0) + 250.0
+    s_line = np.arange(-_LINE_BEHIND_M, ahead_m + _LINE_STEP_M, _LINE_STEP_M)
+    # Each 1 m interval takes the curvature at its middle, so a curve begins where it does.
+    mid_s = s_line[:-1] + 0.5 * _LINE_STEP_M
+    station = np.clip(np.floor(mid_s / preview_step_m).astype(np.int64), 0, len(preview_1pm) - 1)
+    kappa = np.where(mid_s < 0.0, curvature_1pm, np.asarray(preview_1pm, dtype=np.float64)[station])
+    kappa = np.append(kappa, kappa[-1])  # the last sample's onward curvature
+    zero = round(_LINE_BEHIND_M / _LINE_STEP_M)
+    # Heading at each sample, anchored at the foot point (s = 0); each interval is an arc, so
+    # its chord points along the heading at its middle.
+    theta = np.concatenate([[0.0], np.cumsum(kappa[:-1] * _LINE_STEP_M)])
+    theta -= theta[zero]
+    chord = theta[:-1] + 0.5 * kappa[:-1] * _LINE_STEP_M
+    x_line = np.concatenate([[0.0], np.cumsum(np.cos(chord) * _LINE_STEP_M)])
+    y_line = np.concatenate([[0.0], np.cumsum(np.sin(chord) * _LINE_STEP_M)])
+    x_line -= x_line[zero]
+    y_line -= y_line[zero]
+    px = x_r.detach().cpu().double().numpy()
+    py = y_r.detach().cpu().double().numpy()
+    nearest = np.argmin((px[:, None] - x_line[None, :]) ** 2 + (py[:, None] - y_line[None, :]) ** 2,
+                        axis=1)
+    cos_t, sin_t = np.cos(theta[nearest]), np.sin(theta[nearest])
+    dx, dy = px - x_line[nearest], py - y_line[nearest]
+    s = s_line[nearest] + cos_t * dx + sin_t * dy
+    d = -sin_t * dx + cos_t * dy
+    heading = theta[nearest] + kappa[nearest] * (s - s_line[nearest])
+
+    def back(a: FloatArray) -> Tensor:
+        return torch.as_tensor(a, dtype=x_r.dtype, device=x_r.device)
+
+    return back(s), back(d), back(heading), back(kappa[nearest])

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from planning.config import PlannerConfig
-from planning.frames import ego_to_road_xy, road_xy_to_frenet
+from planning.frames import ego_to_road_xy, previewed_frenet
 from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams, as_object_class
 
 _MOVING_MPS = 1.0  # above this an object's footprint is aligned with its velocity
@@ -92,11 +92,13 @@ def predict_obstacles(
     ).reshape(-1, 12)
     data = torch.as_tensor(rows).to(device=t_s.device, dtype=t_s.dtype)
     x, y, vx, vy, ax, ay, length, width, g_lon, g_lat, vulnerable, pace = data.unbind(dim=1)
-    kappa = ego.road_curvature_1pm
     xr, yr = ego_to_road_xy(x, y, ego.lateral_offset_m, ego.heading_rel_rad)
     vxr, vyr = ego_to_road_xy(vx, vy, 0.0, ego.heading_rel_rad)
-    s0, d0 = road_xy_to_frenet(xr, yr, kappa)
-    theta = s0 * kappa
+    # Each object against the centre line where it is: with a curvature preview, a car in the
+    # next lane of a curve that begins ahead stays in its lane, instead of seeming to drift
+    # towards the ego's line as a straight (or constant-curvature) frame would make it.
+    s0, d0, theta, kappa = previewed_frenet(xr, yr, ego.road_curvature_1pm,
+                                            ego.curvature_preview_1pm, ego.preview_step_m)
     cos_t, sin_t = torch.cos(theta), torch.sin(theta)
     vs = (cos_t * vxr + sin_t * vyr) / (1.0 - kappa * d0)
     vd = -sin_t * vxr + cos_t * vyr

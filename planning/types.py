@@ -85,6 +85,10 @@ class EgoState:
     lane_width_m: float = 3.5
     speed_limit_mps: float = 13.9
     road_curvature_1pm: float = 0.0  # [1/m], positive when the road turns left
+    # Centre-line curvature [1/m] from i·preview_step_m ahead of the ego's foot point to the
+    # next station, from a map; empty: the road keeps ``road_curvature_1pm``.
+    curvature_preview_1pm: tuple[float, ...] = ()
+    preview_step_m: float = 10.0  # [m]
     set_speed_mps: float | None = None  # the driver's cruise speed; None: the speed limit
 
     def desired_speed_mps(self, max_speed_mps: float) -> float:

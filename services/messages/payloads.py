@@ -100,6 +100,12 @@ class LaneContext(_Part):
     heading_rel_rad: float = Field(description="Heading relative to the lane, + left [rad].")
     speed_limit_mps: float = Field(gt=0)
     road_curvature_1pm: float = Field(default=0.0, description="+ when the road turns left [1/m].")
+    curvature_preview_1pm: list[float] = Field(
+        default_factory=list,
+        description="Centre-line curvature [1/m] at stations preview_step_m apart ahead of the "
+                    "ego (the first at the ego), each holding to the next, from a map; empty: "
+                    "the road keeps road_curvature_1pm.")
+    preview_step_m: float = Field(default=5.0, gt=0, description="Spacing of the preview [m].")
 
 
 class VehicleState(Payload):

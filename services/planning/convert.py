@@ -34,7 +34,9 @@ def ego_state(state: VehicleState) -> EgoState:
                     lateral_offset_m=lane.lateral_offset_m, heading_rel_rad=lane.heading_rel_rad,
                     lane_index=lane.lane_index, n_lanes=lane.n_lanes,
                     lane_width_m=lane.lane_width_m, speed_limit_mps=lane.speed_limit_mps,
-                    road_curvature_1pm=lane.road_curvature_1pm)
+                    road_curvature_1pm=lane.road_curvature_1pm,
+                    curvature_preview_1pm=tuple(lane.curvature_preview_1pm),
+                    preview_step_m=lane.preview_step_m)
 
 
 def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:

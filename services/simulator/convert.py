@@ -6,6 +6,8 @@ import hashlib
 import math
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from services.messages import (
     Calibration,
     FrameMeta,
@@ -27,6 +29,17 @@ if TYPE_CHECKING:
     from simulators.world import EgoState
 
 
+PREVIEW_STEP_M = 5.0  # spacing of the curvature preview in `vehicle.state` [m]
+PREVIEW_LENGTH_M = 200.0  # the preview reaches past the planner's horizon at 100 km/h [m]
+
+
+def preview_curvature(road: Road, s_m: float) -> list[float]:
+    """The road's curvature [1/m] every PREVIEW_STEP_M from ``s_m`` to PREVIEW_LENGTH_M ahead,
+    as a map gives a localised vehicle."""
+    stations = s_m + PREVIEW_STEP_M * np.arange(int(PREVIEW_LENGTH_M / PREVIEW_STEP_M))
+    return [round(float(k), 9) for k in road.curvature(stations)]
+
+
 def vehicle_state(ego: EgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
                   run_id: str) -> VehicleState:
     """`vehicle.state` from the simulated ego, with its lane context from the road."""
@@ -36,7 +49,9 @@ def vehicle_state(ego: EgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
     context = LaneContext(lane_index=lane, n_lanes=road.lanes, lane_width_m=road.lane_width_m,
                           lateral_offset_m=ego.d_m - road.lane_d(lane), heading_rel_rad=heading,
                           speed_limit_mps=road.speed_limit_mps,
-                          road_curvature_1pm=road.curvature_at(ego.s_m))
+                          road_curvature_1pm=road.curvature_at(ego.s_m),
+                          curvature_preview_1pm=preview_curvature(road, ego.s_m),
+                          preview_step_m=PREVIEW_STEP_M)
     return VehicleState(vehicle_id=vehicle_id, stamp_ns=stamp_ns,
                         pose=Pose2D(x_m=ego.x_m, y_m=ego.y_m, yaw_rad=ego.yaw_rad),
                         speed_mps=ego.speed_mps, accel_mps2=ego.accel_mps2,

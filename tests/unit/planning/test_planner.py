@@ -13,6 +13,7 @@ from planning.frames import ego_to_road_xy, road_xy_to_frenet
 from planning.planner import Planner
 from planning.types import Behaviour, EgoState, ObjectClass, Obstacle, PlanResult, VehicleParams
 from tests.unit.planning.closed_loop import ClosedLoop, EgoWorld, WorldObject
+from tests.unit.planning.curves import PREVIEW, on_curve
 
 LIMITS = PlannerConfig().limits
 VEHICLE = VehicleParams()
@@ -273,3 +274,22 @@ def test_prediction_keeps_a_braking_object_braking_and_ignores_lateral_motion_aw
     assert float(obs.s_end_m[1]) == pytest.approx(s0 + 10.0 * 5.0, abs=1e-6)
     assert float(obs.vs_end_mps[1]) == pytest.approx(10.0)
     assert obs.vd_mps.tolist() == pytest.approx([0.0, 0.0, 0.0, -1.0, 0.0])
+
+
+@pytest.mark.parametrize("truck_s_m", [40.0, 60.0])
+def test_a_truck_in_the_next_lane_of_a_curve_ahead_is_passed_without_braking(
+    planner: Planner, truck_s_m: float
+) -> None:
+    """free_cruise_dusk / free_cruise_fog: entering a left-hand curve, a truck in the right
+    lane already follows it. Read in a straight frame it drifts towards the ego's lane and
+    the planner brakes; with the map's curvature preview it stays in its lane."""
+    x, y, phi = on_curve(truck_s_m, -3.5)
+    truck = Obstacle(x_m=x, y_m=y, vx_mps=22.0 * np.cos(phi), vy_mps=22.0 * np.sin(phi),
+                     object_class=ObjectClass.TRUCK)
+    ego = EgoState(speed_mps=27.8, lane_index=1, n_lanes=2, speed_limit_mps=27.8)
+    previewed = planner.plan(replace(ego, curvature_preview_1pm=PREVIEW, preview_step_m=5.0),
+                             [truck])
+    assert previewed.trajectory.accel_mps2.min() > -0.5
+    assert np.abs(previewed.trajectory.y_m).max() < 1.0  # and keeps its lane
+    straight = planner.plan(ego, [truck])
+    assert straight.trajectory.accel_mps2.min() < -1.0

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
+import pytest
 import torch
 
 from planning.config import PlannerConfig
+from planning.frames import previewed_frenet, road_xy_to_frenet
 from planning.obstacles import ObstacleTensors, predict_obstacles
 from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams
+from tests.unit.planning.curves import CURVE_START_M, PREVIEW, RADIUS_M, on_curve
 
 CONFIG = PlannerConfig()
 T = torch.arange(0.0, 5.01, 0.5, dtype=torch.float64)
@@ -54,3 +58,41 @@ def test_a_pedestrian_is_never_predicted_to_walk_away_along_the_road() -> None:
     assert float(towards.vs_mps[0]) < -0.9  # towards the ego: kept
     lead = predict(walker(2.5, 0.0, ObjectClass.CAR))
     assert float(lead.vs_mps[0]) > 2.4  # a car moving away is a car moving away
+
+
+def test_previewed_frenet_follows_a_curve_that_begins_ahead() -> None:
+    points = [(s, d) for s in (-20.0, 0.0, 25.0, 60.0, 80.0, 140.0) for d in (-3.5, 0.0, 3.5)]
+    xy = [on_curve(s, d) for s, d in points]
+    x = torch.tensor([p[0] for p in xy], dtype=torch.float64)
+    y = torch.tensor([p[1] for p in xy], dtype=torch.float64)
+    s, d, heading, kappa = previewed_frenet(x, y, 0.0, PREVIEW, 5.0)
+    for i, (s_true, d_true) in enumerate(points):
+        assert float(s[i]) == pytest.approx(s_true, abs=0.05), points[i]
+        assert float(d[i]) == pytest.approx(d_true, abs=0.02), points[i]
+        assert float(heading[i]) == pytest.approx(xy[i][2], abs=1e-3), points[i]
+    assert float(kappa[-1]) == pytest.approx(1.0 / RADIUS_M)
+    # Without a preview the same points are read against a straight line: 80 m ahead the
+    # right-hand lane's centre seems 1.5 m from the ego's line, not 3.5 m.
+    _, d_straight, _, _ = previewed_frenet(x, y, 0.0, (), 5.0)
+    assert float(d_straight[12]) == pytest.approx(-3.5 + (80 - CURVE_START_M) ** 2 / (2 * RADIUS_M),
+                                                  abs=0.05)
+    # A constant preview gives the closed-form circle.
+    s_c, d_c, _, _ = previewed_frenet(x, y, 1.0 / RADIUS_M, (1.0 / RADIUS_M,) * 40, 5.0)
+    s_ref, d_ref = road_xy_to_frenet(x, y, 1.0 / RADIUS_M)
+    assert torch.allclose(s_c, s_ref, atol=0.02)
+    assert torch.allclose(d_c, d_ref, atol=0.01)
+
+
+def test_a_car_in_the_next_lane_of_a_curve_ahead_is_not_predicted_to_cut_in() -> None:
+    x, y, phi = on_curve(80.0, -3.5)
+    truck = Obstacle(x_m=x, y_m=y, vx_mps=22.0 * math.cos(phi), vy_mps=22.0 * math.sin(phi),
+                     object_class=ObjectClass.TRUCK)
+    ego = EgoState(speed_mps=27.8, lane_index=1, n_lanes=2, speed_limit_mps=27.8)
+    previewed = predict_obstacles([truck], replace(ego, curvature_preview_1pm=PREVIEW,
+                                                   preview_step_m=5.0), T, CONFIG, VehicleParams())
+    assert float(previewed.d0_m[0]) == pytest.approx(-3.5, abs=0.05)
+    assert abs(float(previewed.vd_mps[0])) < 0.05
+    assert float(previewed.left_m[0, -1]) < -1.0  # it stays clear of the ego's lane
+    # Without the preview the truck following the curve seems to drift towards the ego.
+    straight = predict_obstacles([truck], ego, T, CONFIG, VehicleParams())
+    assert float(straight.vd_mps[0]) > 0.8
