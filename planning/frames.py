@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from planning.types import FloatArray
+from planning.types import EgoState, FloatArray
 
 _STRAIGHT_CURVATURE_1PM = 1e-6  # below this a circle is numerically a straight line
 
@@ -126,3 +126,28 @@ def previewed_frenet(
         return torch.as_tensor(a, dtype=x_r.dtype, device=x_r.device)
 
     return back(s), back(d), back(heading), back(kappa[nearest])
+
+
+def lane_centre_point(x_m: float, y_m: float, ego: EgoState) -> tuple[float, float, float]:
+    """The ego-frame point on the centre line of the lane nearest to ego-frame (x, y), or the
+    point itself when that lane is not on the road (a parked car on the shoulder), and the
+    direction of the road there in the ego frame [rad].
+
+    Lanes are counted from the ego's (``ego.lane_index`` of ``ego.n_lanes``, all
+    ``ego.lane_width_m`` wide) along the previewed centre line (:func:`previewed_frenet`).
+    """
+    x_r, y_r = ego_to_road_xy(torch.tensor([x_m], dtype=torch.float64),
+                              torch.tensor([y_m], dtype=torch.float64),
+                              ego.lateral_offset_m, ego.heading_rel_rad)
+    _, d, heading, _ = previewed_frenet(x_r, y_r, ego.road_curvature_1pm,
+                                        ego.curvature_preview_1pm, ego.preview_step_m)
+    d_m, theta = float(d[0]), float(heading[0])
+    shift = round(d_m / ego.lane_width_m)
+    direction = theta - ego.heading_rel_rad
+    if not 0 <= ego.lane_index + shift < ego.n_lanes:
+        return x_m, y_m, direction
+    move = shift * ego.lane_width_m - d_m
+    xs = np.array([float(x_r[0]) - move * math.sin(theta)])
+    ys = np.array([float(y_r[0]) + move * math.cos(theta)])
+    x_e, y_e = road_to_ego_xy(xs, ys, ego.lateral_offset_m, ego.heading_rel_rad)
+    return float(x_e[0]), float(y_e[0]), direction

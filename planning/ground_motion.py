@@ -91,6 +91,7 @@ class Coasted:
     object_class: ObjectClass
     position_m: tuple[float, float]
     velocity_mps: tuple[float, float]
+    keeps_lane: bool = False  # dead-reckoned along its lane (a car or truck)
 
 
 class GroundMotion:
@@ -161,12 +162,13 @@ class GroundMotion:
             if key in seen or age_s <= 0.0 or age_s > self.coast_limit_s(track):
                 continue
             px, py, vx, vy = (float(v) for v in track.kf.x)
-            if track.object_class in self.config.lane_keeping:
+            keeps_lane = track.object_class in self.config.lane_keeping
+            if keeps_lane:
                 ux, uy = math.cos(track.heading_rad), math.sin(track.heading_rad)
                 along = vx * ux + vy * uy
                 vx, vy = along * ux, along * uy
             out.append(Coasted(key, track.object_class, (px + vx * age_s, py + vy * age_s),
-                               (vx, vy)))
+                               (vx, vy), keeps_lane))
         return out
 
     def prune(self, stamp_ns: int) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 
 import numpy as np
 
+from planning.frames import lane_centre_point
 from planning.ground_motion import Coasted, GroundMotion, rotate
 from planning.types import EgoState, ObjectClass, Obstacle, Trajectory, as_object_class
 from services.messages import (
@@ -93,12 +95,26 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
 
 
 def coasted(tracks: list[Coasted], state: VehicleState) -> list[Obstacle]:
-    """Unseen tracks (world frame) as obstacles in the ego frame of ``state``."""
+    """Unseen tracks (world frame) as obstacles in the ego frame of ``state``.
+
+    A coasted car or truck keeps its lane, so when the ego is localised it is placed on the
+    centre of the lane nearest to where it was dead-reckoned: it was mostly last seen leaving
+    the view beside the ego, its box cut by the image edge, and such a box ranges it 0.4-0.8 m
+    towards the ego (free_cruise_rain: a ghost reaching into the ego's lane and a 4.8 m/s²
+    brake).
+    """
     yaw = state.pose.yaw_rad
+    ego = ego_state(state) if state.lane is not None else None
     out = []
     for t in tracks:
         x, y = rotate(t.position_m[0] - state.pose.x_m, t.position_m[1] - state.pose.y_m, -yaw)
         vx, vy = rotate(*t.velocity_mps, -yaw)
+        if ego is not None and t.keeps_lane:
+            x, y, direction = lane_centre_point(x, y, ego)
+            # along the lane, not along the ego's heading when it was last seen (mid lane
+            # change that made the ghost drift 0.4 m/s into the ego's lane)
+            along = vx * math.cos(direction) + vy * math.sin(direction)
+            vx, vy = along * math.cos(direction), along * math.sin(direction)
         out.append(Obstacle(x_m=x, y_m=y, vx_mps=vx, vy_mps=vy, object_class=t.object_class,
                             track_id=t.key[1]))
     return out

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from planning.config import PlannerConfig
-from planning.frames import previewed_frenet, road_xy_to_frenet
+from planning.frames import lane_centre_point, previewed_frenet, road_xy_to_frenet
 from planning.obstacles import ObstacleTensors, predict_obstacles
 from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams
 from tests.unit.planning.curves import CURVE_START_M, PREVIEW, RADIUS_M, on_curve
@@ -96,3 +96,15 @@ def test_a_car_in_the_next_lane_of_a_curve_ahead_is_not_predicted_to_cut_in() ->
     # Without the preview the truck following the curve seems to drift towards the ego.
     straight = predict_obstacles([truck], ego, T, CONFIG, VehicleParams())
     assert float(straight.vd_mps[0]) > 0.8
+
+
+def test_lane_centre_point_follows_the_previewed_curve() -> None:
+    ego = EgoState(speed_mps=27.8, lane_index=1, n_lanes=2, lane_width_m=3.5,
+                   curvature_preview_1pm=PREVIEW, preview_step_m=5.0)
+    # A car in the right lane 80 m ahead, half a metre off its centre towards the ego.
+    x, y, _ = on_curve(80.0, -3.0)
+    centre = on_curve(80.0, -3.5)
+    assert lane_centre_point(x, y, ego) == pytest.approx(centre, abs=0.03)
+    # Beyond the road's right edge (lane -1): left where it is.
+    x, y, phi = on_curve(80.0, -7.2)
+    assert lane_centre_point(x, y, ego) == pytest.approx((x, y, phi), abs=1e-3)

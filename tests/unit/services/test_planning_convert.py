@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from planning.ground_motion import GroundMotion
+from planning.ground_motion import Coasted, GroundMotion
+from planning.types import ObjectClass as PlannerClass
 from services.messages import DetectedObject, FrameRef, ObjectClass, Pose2D, Vec2, Vec3
 from services.messages.examples import perception_objects, vehicle_state
 from services.planning import convert
@@ -105,3 +106,49 @@ def test_a_track_missing_from_the_result_is_planned_with_while_it_coasts() -> No
     (ghost,) = convert.obstacles([empty], state, motion, {stamp: state})
     assert (ghost.x_m, ghost.y_m) == pytest.approx((6.0, -3.5), abs=0.2)
     assert convert.obstacles([empty], state) == []  # without the filters: forgotten
+
+
+@pytest.mark.parametrize(("lane_index", "seen_y_m", "coasted_y_m"), [
+    (1, -2.9, -3.55),  # ranged 0.65 m towards the ego: back on its lane's centre (-3.5 - 0.05)
+    (1, 3.0, 3.0),  # to the left of the leftmost lane: not on a lane, left where it was
+    (0, -2.9, -2.9),  # to the right of the rightmost lane (the shoulder): the same
+])
+def test_a_coasted_car_is_placed_on_its_lane_centre(lane_index: int, seen_y_m: float,
+                                                    coasted_y_m: float) -> None:
+    motion = GroundMotion()
+    example = vehicle_state()
+    assert example.lane is not None
+    base = example.model_copy(update={
+        "speed_mps": 0.0, "yaw_rate_radps": 0.0, "pose": Pose2D(x_m=0.0, y_m=0.0, yaw_rad=0.0),
+        "lane": example.lane.model_copy(update={"lane_index": lane_index})})
+    beside = car(6.0, seen_y_m, vx=0.0, vy=0.0)
+    for i in range(8):
+        stamp = base.stamp_ns + i * 50_000_000
+        result = perception_objects().model_copy(update={
+            "objects": [beside], "source": FrameRef(seq=i, stamp_ns=stamp)})
+        state = base.model_copy(update={"stamp_ns": stamp})
+        (seen,) = convert.obstacles([result], state, motion, {stamp: state})
+        assert seen.y_m == pytest.approx(seen_y_m)  # a car in view is where perception says
+    stamp += 500_000_000
+    empty = perception_objects().model_copy(update={
+        "objects": [], "source": FrameRef(seq=99, stamp_ns=stamp)})
+    state = base.model_copy(update={"stamp_ns": stamp})
+    (ghost,) = convert.obstacles([empty], state, motion, {stamp: state})
+    assert (ghost.x_m, ghost.y_m) == pytest.approx((6.0, coasted_y_m), abs=0.05)
+
+
+def test_a_coasted_car_moves_along_its_lane_not_along_the_egos_old_heading() -> None:
+    # Last seen while the ego was changing lanes, 0.03 rad to the left of its lane: dead-
+    # reckoned along that heading, the car beside would drift into the ego's lane.
+    example = vehicle_state()
+    assert example.lane is not None
+    state = example.model_copy(update={
+        "pose": Pose2D(x_m=0.0, y_m=0.0, yaw_rad=0.03),
+        "lane": example.lane.model_copy(update={"lane_index": 1, "heading_rel_rad": 0.03,
+                                                 "lateral_offset_m": 0.0})})
+    ghost = Coasted(("front", 1), PlannerClass.CAR, (5.0, -3.35),
+                    (25.0 * math.cos(0.03), 25.0 * math.sin(0.03)), keeps_lane=True)
+    (obstacle,) = convert.coasted([ghost], state)
+    # In the ego's axes the lane runs 0.03 rad to the right: so does the car.
+    assert math.atan2(obstacle.vy_mps, obstacle.vx_mps) == pytest.approx(-0.03, abs=1e-3)
+    assert math.hypot(obstacle.vx_mps, obstacle.vy_mps) == pytest.approx(25.0, abs=0.05)
