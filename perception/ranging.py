@@ -131,8 +131,9 @@ class RangeEstimate:
     ``contact_m`` ``(x, y)`` [m]: nearest ground contact point (bottom-centre of the box);
     ``position_m`` ``(x, y, z)`` [m]: estimated centre (contact point pushed half the class depth
     along the line of sight, z = half the class height); ``range_m``: horizontal distance from
-    the ego origin to the contact point; ``method``: ``ground``, ``size`` (apparent height) or
-    ``width`` (apparent width, for a box cut off at the bottom); ``consistent``:
+    the ego origin to the contact point; ``method``: ``ground``, ``size`` (apparent height),
+    ``width`` (apparent width, for a box cut off at the bottom) or ``side`` (a vehicle whose box
+    a side of the image cuts: the contact point is its near front corner); ``consistent``:
     whether the ground estimate agreed with the class height prior (``None`` = not checkable);
     ``implied_height_m``: object height the box implies at the chosen range.
     """
@@ -155,14 +156,18 @@ def estimate_range(
     calib: Calibration,
     *,
     truncation_margin_px: float = 2.0,
+    side_margin_px: float = 8.0,
     max_ground_range_m: float = 150.0,
     height_tolerance: float = 1.25,
 ) -> RangeEstimate | None:
     """Range one box ``[x1, y1, x2, y2]`` [px] of class ``class_id`` (our ids).
 
     ``None`` when neither method applies (degenerate box, or the contact point is unusable and
-    the class has no size prior). ``height_tolerance`` widens the prior's height range before
-    the ground estimate is judged inconsistent.
+    the class has no size prior). A vehicle's box within ``side_margin_px`` of a side of the
+    image counts as cut by it: a detector's box stops a few pixels short of the edge (seen:
+    636-639 of 640), and a box taken for whole there ranged a car beside 4 m too far.
+    ``height_tolerance`` widens the prior's height range before the ground estimate is judged
+    inconsistent.
     """
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
     h_px = y2 - y1
@@ -181,6 +186,20 @@ def estimate_range(
         implied = h_px * depth / calib.fy
         if prior is None or top_cut:
             return _finish(calib, contact, "ground", None, implied, prior)
+        beside = _beside(box, calib, prior, side_margin_px)
+        if beside is not None:
+            plain = _finish(calib, contact, "ground", None, implied, prior).position_m
+            # Weighted by how far it comes out beyond the ground estimate: all of it up to
+            # _BESIDE_FULL_M, none past _BESIDE_NONE_M, so that the place moves smoothly as the
+            # edge cuts deeper (a jump between the two reads as metres per second of motion).
+            w = min(max((plain[0] + _BESIDE_NONE_M - beside[0])
+                        / (_BESIDE_NONE_M - _BESIDE_FULL_M), 0.0), 1.0)
+            if w > 0.0:
+                cx = w * beside[0] + (1.0 - w) * plain[0]
+                cy = w * beside[1] + (1.0 - w) * plain[1]
+                return RangeEstimate(contact_m=beside[2], position_m=(cx, cy, plain[2]),
+                                     range_m=math.hypot(*beside[2]), method="side",
+                                     consistent=None, implied_height_m=implied)
         consistent = (
             prior.min_height_m / height_tolerance
             <= implied
@@ -205,6 +224,49 @@ def estimate_range(
     centre = calib.mount_m + calib.rotation @ (_OPT_FROM_BODY.T @ (ray_opt * depth))
     contact = np.array([centre[0], centre[1], 0.0])
     return _finish(calib, contact, method, consistent, prior.height_m, prior)
+
+
+# A side-ranged vehicle counts in full while it comes out at most _BESIDE_FULL_M farther than
+# the ground contact says, and not at all from _BESIDE_NONE_M [m]: with its box only a little
+# cut, the box bottom is the rear corner, not the near side, and the side estimate runs far
+# (on true boxes of the library: 22.8 m for a car at 12.7).
+_BESIDE_FULL_M = 0.0
+_BESIDE_NONE_M = 2.0
+
+
+def _beside(box: tuple[float, float, float, float] | np.ndarray, calib: Calibration,
+            prior: SizePrior | None, margin_px: float) -> tuple[float, float, tuple[float, float]] | None:
+    """Centre (x, y) and near-front corner of a vehicle whose box one side of the image cuts.
+
+    Such a vehicle is mostly beside the camera, and the bottom-centre contact point of its
+    box is wrong: the box's centre column is pulled towards the image centre and its bottom
+    row is where the vehicle's near side leaves the image, so the range stays near the edge
+    ray's while the vehicle passes and its lateral position comes out 0.3-0.8 m towards the
+    ego. Instead, the box bottom at the cut edge is a point of the near side's ground line
+    (its lateral position, less half the class width, is the centre's), and the box's inner
+    edge is the near front corner, on that line (its distance, less half the class length,
+    is the centre's). ``None`` when this does not apply (not a vehicle class, no side or both
+    sides cut, the bottom cut, or rays that miss).
+    """
+    x1, _, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
+    if prior is None or prior.rear_width_m is None or y2 >= calib.height - margin_px:
+        return None
+    right = x2 >= calib.width - margin_px
+    if right == (x1 <= margin_px):
+        return None
+    edge_u, inner_u = (x2, x1) if right else (x1, x2)
+    near = calib.pixel_to_ground(edge_u, y2)
+    ray = calib.pixel_ray(inner_u, y2)
+    if near is None or abs(float(ray[1])) < 1e-6:
+        return None
+    side_y = near[1]
+    t = (side_y - calib.mount_y_m) / float(ray[1])
+    if t <= 0.0:
+        return None
+    front_x = calib.mount_x_m + t * float(ray[0])
+    half_w = 0.5 * prior.rear_width_m
+    centre_y = side_y - half_w if right else side_y + half_w
+    return front_x - 0.5 * prior.depth_m, centre_y, (front_x, side_y)
 
 
 def _finish(

@@ -24,8 +24,9 @@ forward camera's view while it is still beside the ego, and a lane change into i
 a pedestrian missed for a few frames is a gap in the road. A confirmed track that goes unseen
 is coasted (dead-reckoned at its filtered velocity) for ``coast_beside_s`` when it was last
 seen close and off to the side, where it leaves the view, and for ``coast_s`` otherwise. A
-coasted car or truck keeps its lane: only its velocity along the ego's heading when it was
-last seen is dead-reckoned. A car leaving the view is cut by the image edge, its box and so its
+coasted car or truck keeps its lane: it is dead-reckoned from where it was last seen (not
+from the filter's position, which lags after the last frames' jumps), with only its velocity
+along the ego's heading at that time. A car leaving the view is cut by the image edge, its box and so its
 lateral position swing in the last frames, and the filter read a car overtaken on the right in
 free_cruise_rain as drifting 2 m/s towards the ego; dead-reckoned for three seconds, that ghost
 crossed into the ego's lane and the planner braked at 6 m/s² on a free road.
@@ -80,6 +81,7 @@ class _Track:
     object_class: ObjectClass
     last_seen_m: tuple[float, float]  # ego-frame position at the last update
     heading_rad: float  # the ego's yaw at the last update (the road's direction, near enough)
+    seen_world_m: tuple[float, float]  # world position of the last measurement
     hits: int = 1
 
 
@@ -130,7 +132,8 @@ class GroundMotion:
             kf.P[:2, :2] = cov
             if object_class != ObjectClass.PEDESTRIAN:
                 kf.x[2:] = initial_velocity_mps
-            self._tracks[key] = _Track(kf, stamp_ns, object_class, position_m, yaw)
+            self._tracks[key] = _Track(kf, stamp_ns, object_class, position_m, yaw,
+                                       (float(z[0]), float(z[1])))
         else:
             dt_s = (stamp_ns - track.stamp_ns) * 1e-9
             if dt_s > 0.0:
@@ -138,6 +141,7 @@ class GroundMotion:
                 track.kf.update(z, meas_cov=cov)
                 track.stamp_ns = stamp_ns
                 track.object_class, track.last_seen_m = object_class, position_m
+                track.seen_world_m = (float(z[0]), float(z[1]))
                 track.heading_rad = yaw
                 track.hits += 1
             kf = track.kf
@@ -167,6 +171,9 @@ class GroundMotion:
                 ux, uy = math.cos(track.heading_rad), math.sin(track.heading_rad)
                 along = vx * ux + vy * uy
                 vx, vy = along * ux, along * uy
+                # from where it was last seen: after the jumps of a box cut by the image edge
+                # the filter's position lags (in free_cruise_fog by 1.8 m, into the ego's lane)
+                px, py = track.seen_world_m
             out.append(Coasted(key, track.object_class, (px + vx * age_s, py + vy * age_s),
                                (vx, vy), keeps_lane))
         return out

@@ -230,3 +230,45 @@ def test_ego_filter_forgets_idle_tracks() -> None:
     assert 1 in motion
     motion.prune(int(2e9))
     assert 1 not in motion
+
+
+def clipped_box_of(calib: Calibration, centre: tuple[float, float], length: float,
+                   width: float, height: float) -> np.ndarray:
+    """Image box, clipped to the image, of an upright cuboid centred at ``centre`` (ego frame),
+    from a dense sample of its surface (parts behind the camera or outside the image left out)."""
+    xs = np.linspace(centre[0] - length / 2, centre[0] + length / 2, 90)
+    ys = np.linspace(centre[1] - width / 2, centre[1] + width / 2, 40)
+    zs = np.linspace(0.0, height, 30)
+    faces = [np.array([[x, y, z] for y in ys for z in zs]) for x in (xs[0], xs[-1])]
+    faces += [np.array([[x, y, z] for x in xs for z in zs]) for y in (ys[0], ys[-1])]
+    uv = calib.project(np.concatenate(faces))
+    inside = (np.isfinite(uv).all(axis=1) & (uv[:, 0] >= 0) & (uv[:, 0] <= calib.width - 1)
+              & (uv[:, 1] >= 0) & (uv[:, 1] <= calib.height - 1))
+    uv = uv[inside]
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+
+
+@pytest.mark.parametrize("centre_x", [6.0, 8.0])
+@pytest.mark.parametrize("centre_y", [-3.75, 3.5])
+def test_a_car_beside_cut_by_the_image_side_is_ranged_from_its_near_side(
+        centre_x: float, centre_y: float) -> None:
+    # A car in the next lane, mostly beside the camera: the bottom-centre contact point of its
+    # cut box stays near the edge ray (x ≈ 8-9 m whatever its place) and lands 0.3-0.8 m
+    # towards the ego; its near side and front corner give both right.
+    box = clipped_box_of(FRONT, (centre_x, centre_y), 4.5, 1.8, 1.5)
+    assert box[0] <= 2.0 or box[2] >= FRONT.width - 2.0  # the image cuts it
+    est = estimate_range(box, CLASS_IDS["car"], FRONT)
+    assert est is not None
+    assert est.method == "side"
+    assert est.position_m[0] == pytest.approx(centre_x, abs=0.3)
+    assert est.position_m[1] == pytest.approx(centre_y, abs=0.1)
+
+
+def test_a_car_ahead_barely_cut_by_the_image_side_keeps_its_ground_range() -> None:
+    # Cut only at its far corner: the box bottom is its rear corner, not its near side.
+    box = clipped_box_of(FRONT, (14.0, -4.5), 4.5, 1.8, 1.5)
+    assert box[2] >= FRONT.width - 2.0
+    est = estimate_range(box, CLASS_IDS["car"], FRONT)
+    assert est is not None
+    assert est.method == "ground"
+    assert est.position_m[:2] == pytest.approx((14.0, -4.5), abs=0.3)

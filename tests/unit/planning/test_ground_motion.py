@@ -126,3 +126,13 @@ def test_a_coasted_car_keeps_its_lane_and_a_coasted_pedestrian_keeps_crossing() 
                       ObjectClass.PEDESTRIAN, (0.0, 0.0))
     walker = next(c for c in motion.coasted(stamp + round(0.3e9), set()) if c.key[1] == 2)
     assert walker.velocity_mps[1] > 0.8
+
+
+def test_a_coasted_car_starts_from_where_it_was_last_seen_not_from_the_lagging_filter() -> None:
+    motion = GroundMotion()
+    # Beside the ego, its box cut by the image edge: the ranging jumps by 1.5 m sideways in the
+    # last frames and the filter, following at its own pace, is left between the two.
+    seen = [(8.0, -3.7)] * 12 + [(8.0, -2.2), (8.0, -2.2), (8.0, -3.7)]
+    last = feed(motion, 1, seen)
+    (ghost,) = motion.coasted(last + round(0.5e9), set())
+    assert ghost.position_m[1] == pytest.approx(-3.7, abs=0.05)
