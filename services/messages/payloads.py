@@ -8,7 +8,7 @@ x east, y north with yaw counter-clockwise from +x. Boxes are [x1, y1, x2, y2] i
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +90,11 @@ class Vec2(_Part):
 Box = tuple[float, float, float, float]
 
 
+# The planner integrates the previewed centre line on every plan: a bound keeps a malformed
+# state from costing it seconds (400 stations at 5 m reach 2 km).
+MAX_PREVIEW_STATIONS = 400
+
+
 class LaneContext(_Part):
     """Where the ego is on its road, from localisation on a map (the simulator knows it)."""
 
@@ -100,12 +105,12 @@ class LaneContext(_Part):
     heading_rel_rad: float = Field(description="Heading relative to the lane, + left [rad].")
     speed_limit_mps: float = Field(gt=0)
     road_curvature_1pm: float = Field(default=0.0, description="+ when the road turns left [1/m].")
-    curvature_preview_1pm: list[float] = Field(
-        default_factory=list,
+    curvature_preview_1pm: list[Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]] = Field(
+        default_factory=list, max_length=MAX_PREVIEW_STATIONS,
         description="Centre-line curvature [1/m] at stations preview_step_m apart ahead of the "
                     "ego (the first at the ego), each holding to the next, from a map; empty: "
                     "the road keeps road_curvature_1pm.")
-    preview_step_m: float = Field(default=5.0, gt=0, description="Spacing of the preview [m].")
+    preview_step_m: float = Field(default=5.0, gt=0, le=100, description="Spacing of the preview [m].")
 
 
 class VehicleState(Payload):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.messages import (
@@ -12,7 +14,7 @@ from services.messages import (
     VehicleState,
     topic,
 )
-from services.messages.examples import JSON_EXAMPLES, frame_meta
+from services.messages.examples import JSON_EXAMPLES, frame_meta, vehicle_state
 
 # The topics of the architecture's table: the registry must cover every one.
 ARCHITECTURE_TOPICS = {
@@ -99,3 +101,18 @@ def test_bad_frame_headers_are_named(change: object, message: str) -> None:
     headers = change(frame_meta().to_headers())  # type: ignore[operator]
     with pytest.raises(MessageError, match=message):
         FrameMeta.from_headers(headers)
+
+
+@pytest.mark.parametrize(("preview", "field"), [
+    ([0.0] * 401, "curvature_preview_1pm"),  # over MAX_PREVIEW_STATIONS
+    ([0.0, float("nan")], "curvature_preview_1pm.1"),
+    ([0.0, 5.0], "curvature_preview_1pm.1"),  # a 0.2 m radius is no road
+])
+def test_a_bad_curvature_preview_is_named(preview: list[float], field: str) -> None:
+    good = vehicle_state()
+    data = json.loads(good.encode())
+    data["lane"]["curvature_preview_1pm"] = preview
+    with pytest.raises(MessageError) as err:
+        VehicleState.decode(json.dumps(data).encode(), source="vehicle.state@9")
+    assert "vehicle.state@9" in str(err.value)
+    assert field in str(err.value)
