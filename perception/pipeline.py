@@ -73,9 +73,6 @@ class CameraPerception:
                 )
                 continue
             m = self.motion.update(t.track_id, est, self.calibration, stamp_ns)
-            # The filter runs on the contact point; carry the centre offset of this frame over.
-            dx = est.position_m[0] - est.contact_m[0]
-            dy = est.position_m[1] - est.contact_m[1]
             objects.append(
                 PerceivedObject(
                     track_id=t.track_id,
@@ -83,7 +80,7 @@ class CameraPerception:
                     class_name=name,
                     score=t.score,
                     box=box,
-                    position_m=(m.position_m[0] + dx, m.position_m[1] + dy, est.position_m[2]),
+                    position_m=(m.position_m[0], m.position_m[1], est.position_m[2]),
                     velocity_mps=m.velocity_mps,
                     accel_mps2=m.accel_mps2,
                     range_m=m.range_m,

@@ -157,6 +157,7 @@ def estimate_range(
     *,
     truncation_margin_px: float = 2.0,
     side_margin_px: float = 8.0,
+    side_band_px: float = 80.0,
     max_ground_range_m: float = 150.0,
     height_tolerance: float = 1.25,
 ) -> RangeEstimate | None:
@@ -165,7 +166,8 @@ def estimate_range(
     ``None`` when neither method applies (degenerate box, or the contact point is unusable and
     the class has no size prior). A vehicle's box within ``side_margin_px`` of a side of the
     image counts as cut by it: a detector's box stops a few pixels short of the edge (seen:
-    636-639 of 640), and a box taken for whole there ranged a car beside 4 m too far.
+    636-639 of 640), and a box taken for whole there ranged a car beside 4 m too far. From
+    ``side_band_px`` in, a vehicle is ranged more and more from its near side (see ``_beside``).
     ``height_tolerance`` widens the prior's height range before the ground estimate is judged
     inconsistent.
     """
@@ -186,20 +188,22 @@ def estimate_range(
         implied = h_px * depth / calib.fy
         if prior is None or top_cut:
             return _finish(calib, contact, "ground", None, implied, prior)
-        beside = _beside(box, calib, prior, side_margin_px)
+        beside = _beside(box, calib, prior, side_margin_px, side_band_px)
         if beside is not None:
             plain = _finish(calib, contact, "ground", None, implied, prior).position_m
-            # Weighted by how far it comes out beyond the ground estimate: all of it up to
-            # _BESIDE_FULL_M, none past _BESIDE_NONE_M, so that the place moves smoothly as the
-            # edge cuts deeper (a jump between the two reads as metres per second of motion).
-            w = min(max((plain[0] + _BESIDE_NONE_M - beside[0])
-                        / (_BESIDE_NONE_M - _BESIDE_FULL_M), 0.0), 1.0)
-            if w > 0.0:
-                cx = w * beside[0] + (1.0 - w) * plain[0]
-                cy = w * beside[1] + (1.0 - w) * plain[1]
-                return RangeEstimate(contact_m=beside[2], position_m=(cx, cy, plain[2]),
-                                     range_m=math.hypot(*beside[2]), method="side",
-                                     consistent=None, implied_height_m=implied)
+            w = beside[3]
+            cx, cy = w * beside[0] + (1.0 - w) * plain[0], w * beside[1] + (1.0 - w) * plain[1]
+            # The contact point means what the ground method's does (half the class depth
+            # short of the centre along the line of sight), so that range and TTC do not jump
+            # when the method changes; the front corner's distance goes in range_m.
+            sight = np.array([cx, cy]) - calib.mount_m[:2]
+            norm = float(np.linalg.norm(sight))
+            near = (np.array([cx, cy]) - sight / norm * 0.5 * prior.depth_m
+                    if norm > 0.5 * prior.depth_m else np.array([cx, cy]))
+            return RangeEstimate(contact_m=(float(near[0]), float(near[1])),
+                                 position_m=(cx, cy, 0.5 * prior.height_m),
+                                 range_m=math.hypot(*beside[2]), method="side",
+                                 consistent=None, implied_height_m=implied)
         consistent = (
             prior.min_height_m / height_tolerance
             <= implied
@@ -226,47 +230,62 @@ def estimate_range(
     return _finish(calib, contact, method, consistent, prior.height_m, prior)
 
 
-# A side-ranged vehicle counts in full while it comes out at most _BESIDE_FULL_M farther than
-# the ground contact says, and not at all from _BESIDE_NONE_M [m]: with its box only a little
-# cut, the box bottom is the rear corner, not the near side, and the side estimate runs far
-# (on true boxes of the library: 22.8 m for a car at 12.7).
-_BESIDE_FULL_M = 0.0
-_BESIDE_NONE_M = 2.0
-
-
 def _beside(box: tuple[float, float, float, float] | np.ndarray, calib: Calibration,
-            prior: SizePrior | None, margin_px: float) -> tuple[float, float, tuple[float, float]] | None:
-    """Centre (x, y) and near-front corner of a vehicle whose box one side of the image cuts.
+            prior: SizePrior | None, margin_px: float, band_px: float,
+            ) -> tuple[float, float, tuple[float, float], float] | None:
+    """Centre (x, y), near-front corner and weight of a vehicle whose box a side cuts.
 
-    Such a vehicle is mostly beside the camera, and the bottom-centre contact point of its
-    box is wrong: the box's centre column is pulled towards the image centre and its bottom
-    row is where the vehicle's near side leaves the image, so the range stays near the edge
-    ray's while the vehicle passes and its lateral position comes out 0.3-0.8 m towards the
-    ego. Instead, the box bottom at the cut edge is a point of the near side's ground line
-    (its lateral position, less half the class width, is the centre's), and the box's inner
-    edge is the near front corner, on that line (its distance, less half the class length,
-    is the centre's). ``None`` when this does not apply (not a vehicle class, no side or both
-    sides cut, the bottom cut, or rays that miss).
+    Such a vehicle is ahead-beside the camera, and the bottom-centre contact point of its box
+    is wrong: the box's centre column is pulled towards the image centre by the cut, so its
+    lateral position comes out 0.3-0.8 m towards the ego, and once the vehicle is beside, its
+    range stays near the edge ray's whatever its place. The box's inner edge is the vehicle's
+    near front corner; its bottom row is the nearest visible point of its near side. Two cases,
+    one of which holds:
+
+    - **rear corner in view**: the bottom row is the near rear corner, so its ground depth is
+      the rear's x, the front is a class length farther, and the inner edge's ray there gives
+      the near side's lateral place;
+    - **rear corner cut off**: the bottom row at the cut edge is a point of the near side's
+      ground line (its lateral place), and the inner edge's ray meets that line at the front.
+
+    Each case read where the other holds puts the vehicle farther than it is, so the nearer of
+    the two is the one (they agree where the rear corner leaves the image, so the estimate
+    moves smoothly).
+
+    The weight, for blending with the ground estimate, is 1 for a box within ``margin_px`` of
+    the side and falls to 0 at ``band_px``: a box that nears the side has its rear corner in
+    view, and the two estimates differ by up to 0.3 m across (the ground one's bias), which a
+    switch in one frame would turn into metres per second of sideways motion. ``None`` when
+    this does not apply (not a vehicle class, no side near or both, the bottom cut, or rays
+    that miss).
     """
     x1, _, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
     if prior is None or prior.rear_width_m is None or y2 >= calib.height - margin_px:
         return None
-    right = x2 >= calib.width - margin_px
-    if right == (x1 <= margin_px):
+    d_right, d_left = calib.width - x2, x1
+    if min(d_right, d_left) >= band_px or max(d_right, d_left) < band_px:
         return None
+    right = d_right < d_left
+    weight = min(max((band_px - min(d_right, d_left)) / max(band_px - margin_px, 1e-6), 0.0), 1.0)
     edge_u, inner_u = (x2, x1) if right else (x1, x2)
-    near = calib.pixel_to_ground(edge_u, y2)
     ray = calib.pixel_ray(inner_u, y2)
-    if near is None or abs(float(ray[1])) < 1e-6:
-        return None
-    side_y = near[1]
-    t = (side_y - calib.mount_y_m) / float(ray[1])
-    if t <= 0.0:
-        return None
-    front_x = calib.mount_x_m + t * float(ray[0])
     half_w = 0.5 * prior.rear_width_m
+    candidates = []
+    near = calib.pixel_to_ground(edge_u, y2) if weight >= 1.0 else None
+    if near is not None and abs(float(ray[1])) > 1e-6:  # rear corner cut off
+        t = (near[1] - calib.mount_y_m) / float(ray[1])
+        if t > 0.0:
+            candidates.append((calib.mount_x_m + t * float(ray[0]), near[1]))
+    rear = calib.pixel_to_ground(inner_u, y2)
+    if rear is not None and float(ray[0]) > 1e-6:  # rear corner in view
+        front_x = rear[0] + prior.depth_m
+        t = (front_x - calib.mount_x_m) / float(ray[0])
+        candidates.append((front_x, calib.mount_y_m + t * float(ray[1])))
+    if not candidates:
+        return None
+    front_x, side_y = min(candidates)
     centre_y = side_y - half_w if right else side_y + half_w
-    return front_x - 0.5 * prior.depth_m, centre_y, (front_x, side_y)
+    return front_x - 0.5 * prior.depth_m, centre_y, (front_x, side_y), weight
 
 
 def _finish(

@@ -264,11 +264,31 @@ def test_a_car_beside_cut_by_the_image_side_is_ranged_from_its_near_side(
     assert est.position_m[1] == pytest.approx(centre_y, abs=0.1)
 
 
-def test_a_car_ahead_barely_cut_by_the_image_side_keeps_its_ground_range() -> None:
-    # Cut only at its far corner: the box bottom is its rear corner, not its near side.
+def test_a_car_ahead_barely_cut_by_the_image_side_is_ranged_from_its_rear_corner() -> None:
+    # Cut only at its far corner: the box bottom is its near rear corner, not a point of its
+    # near side where the image cuts it (read that way, it would come out metres farther).
     box = clipped_box_of(FRONT, (14.0, -4.5), 4.5, 1.8, 1.5)
     assert box[2] >= FRONT.width - 2.0
     est = estimate_range(box, CLASS_IDS["car"], FRONT)
     assert est is not None
-    assert est.method == "ground"
-    assert est.position_m[:2] == pytest.approx((14.0, -4.5), abs=0.3)
+    assert est.method == "side"
+    assert est.position_m[:2] == pytest.approx((14.0, -4.5), abs=0.15)
+
+
+def test_a_car_nearing_the_image_side_moves_smoothly_from_ground_to_side_ranging() -> None:
+    # The ground and side estimates of a car ahead in the next lane differ by a few tenths of
+    # a metre across; as its box nears the side (100 px to 0 px, 2 px a step) the estimate
+    # moves from one to the other without a jump (a jump reads as sideways motion): its
+    # offset from the ground estimate of the same box grows by at most 3 cm a step.
+    whole = box_of(FRONT, 16.0, -3.6, 1.8, 1.5, depth=4.5)
+    offsets, methods = [], []
+    for gap_px in np.arange(100.0, -1.0, -2.0):
+        box = whole + np.array([1.0, 0.0, 1.0, 0.0]) * (FRONT.width - gap_px - whole[2])
+        est = estimate_range(box, CLASS_IDS["car"], FRONT)
+        ground = estimate_range(box, CLASS_IDS["car"], FRONT, side_band_px=0.0)
+        assert est is not None and ground is not None and ground.method == "ground"
+        offsets.append(est.position_m[1] - ground.position_m[1])
+        methods.append(est.method)
+    assert methods[0] == "ground" and methods[-1] == "side"
+    assert abs(offsets[-1]) > 0.1  # the two differ here
+    assert np.abs(np.diff(offsets)).max() < 0.03
