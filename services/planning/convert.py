@@ -46,9 +46,14 @@ def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
 
     Perception reports motion relative to the ego frame, which moves at the ego's speed and
     turns at its yaw rate ω: over the ground, v = v_rel + (v_ego, 0) + ω × r, so a parked car
-    40 m ahead does not seem to slide sideways while the ego steers. Acceleration adds the
-    ego's own (the rotating frame's smaller terms are left out; the planner uses only
-    braking along the road).
+    40 m ahead does not seem to slide sideways while the ego steers. A resolved relative
+    acceleration adds the ego's own (the rotating frame's smaller terms are left out; the
+    planner uses only braking along the road). Perception reports 0 for one it cannot resolve,
+    and that is taken as none over the ground, not as the ego's: read as the ego's, every car
+    ahead seemed to brake as the ego braked, and the ego braked harder for it (6 m/s² on a free
+    road, free_cruise_dusk). With ``motion`` (in :func:`obstacles`), a vehicle whose relative
+    acceleration is not resolved gets its world-frame estimate instead
+    (``GroundMotion.accel``): a lead braking in step with the ego shows none relative.
     """
     if obj.position_m is None:
         return None
@@ -58,7 +63,7 @@ def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
     ax = ay = 0.0
     if obj.velocity_mps is not None:
         vx, vy = vx + obj.velocity_mps.x, vy + obj.velocity_mps.y
-    if obj.accel_mps2 is not None:
+    if obj.accel_mps2 is not None and obj.accel_mps2.x != 0.0:
         ax, ay = obj.accel_mps2.x + state.accel_mps2, obj.accel_mps2.y
     return Obstacle(x_m=x, y_m=y, vx_mps=vx, vy_mps=vy, ax_mps2=ax, ay_mps2=ay,
                     object_class=CLASS_IDS.get(str(obj.object_class), ObjectClass.CAR),
@@ -88,6 +93,11 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
                 key = (result.camera_id, obj.track_id)
                 keys.add(key)
                 o = ground_velocity(o, motion, key, result.source.stamp_ns, seen, state)
+                resolved = obj.accel_mps2 is not None and obj.accel_mps2.x != 0.0
+                world = motion.accel(key)
+                if not resolved and world is not None:
+                    ax, ay = rotate(*world, -state.pose.yaw_rad)
+                    o = replace(o, ax_mps2=ax, ay_mps2=ay)
             out.append(o)
     if motion is not None and results:
         out.extend(coasted(motion.coasted(results[0].source.stamp_ns, keys), state))

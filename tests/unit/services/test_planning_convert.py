@@ -30,16 +30,56 @@ def test_a_parked_car_stands_still_while_the_ego_turns() -> None:
     assert (o.vx_mps, o.vy_mps) == pytest.approx((0.0, 0.0), abs=1e-9)
 
 
-def test_acceleration_adds_the_egos_own() -> None:
-    # Both braking at 2 m/s²: no relative acceleration, the lead still brakes over ground.
+def test_a_resolved_acceleration_adds_the_egos_own_an_unresolved_one_is_none() -> None:
+    # The ego brakes at 2 m/s², the lead's relative acceleration resolved at -1: it brakes at 3.
     state = vehicle_state().model_copy(update={"accel_mps2": -2.0})
-    o = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=0.0), state)
+    o = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=-1.0), state)
     assert o is not None
-    assert o.ax_mps2 == pytest.approx(-2.0)
+    assert o.ax_mps2 == pytest.approx(-3.0)
     assert o.vx_mps == pytest.approx(state.speed_mps)
-    unknown = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0), state)
-    assert unknown is not None
-    assert unknown.ax_mps2 == 0.0
+    # Perception's 0 is "not resolved": not the ego's braking (or every car ahead would brake
+    # whenever the ego does, and the ego brake harder for it).
+    for ax in (0.0, None):
+        unknown = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=ax), state)
+        assert unknown is not None
+        assert unknown.ax_mps2 == 0.0
+
+
+def _drive(lead_accel_mps2: float, ego_accel_mps2: float) -> list[float]:
+    """Lead and ego from 14 m/s, the lead 20 m ahead, each braking at its rate (ego from
+    0.5 s); perception's relative acceleration unresolved (0) throughout. The lead's ax."""
+    motion = GroundMotion()
+    state = vehicle_state()
+    seen = []
+    ego_x = lead_x = 0.0
+    ego_v = lead_v = 14.0
+    lead_x = 20.0
+    for k in range(60):  # 3 s at 20 Hz
+        t_s = 0.05 * k
+        ego_a = ego_accel_mps2 if t_s >= 0.5 else 0.0
+        stamp = state.stamp_ns + k * 50_000_000
+        s = state.model_copy(update={
+            "accel_mps2": ego_a, "speed_mps": ego_v, "stamp_ns": stamp, "yaw_rate_radps": 0.0,
+            "pose": Pose2D(x_m=ego_x, y_m=0.0, yaw_rad=0.0)})
+        result = perception_objects().model_copy(update={
+            "objects": [car(lead_x - ego_x, 0.0, vx=lead_v - ego_v, vy=0.0, ax=0.0)],
+            "source": FrameRef(seq=k, stamp_ns=stamp)})
+        (o,) = convert.obstacles([result], s, motion, {stamp: s})
+        seen.append(o.ax_mps2)
+        ego_x, ego_v = ego_x + ego_v * 0.05, max(0.0, ego_v + ego_a * 0.05)
+        lead_x, lead_v = lead_x + lead_v * 0.05, max(0.0, lead_v + lead_accel_mps2 * 0.05)
+    return seen
+
+
+def test_a_car_ahead_does_not_seem_to_brake_because_the_ego_brakes() -> None:
+    # Perception cannot resolve the relative acceleration (it reads 0). The lead keeps its
+    # speed while the ego brakes at 3 m/s²: it must not seem to brake with the ego.
+    assert max(abs(a) for a in _drive(0.0, -3.0)[20:]) < 0.5
+
+
+def test_a_lead_braking_in_step_with_the_ego_is_seen_braking() -> None:
+    # Both brake at 2 m/s²: nothing relative to resolve, the world-frame filter sees it.
+    assert _drive(-2.0, -2.0)[-1] == pytest.approx(-2.0, abs=0.5)
 
 
 def test_unranged_objects_are_left_out() -> None:
