@@ -91,6 +91,9 @@ def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Rec
     return [r for r in records if id(r) not in dropped], superseded
 
 
+_Frame = tuple[Record, FrameMeta, Image, float]  # a decoded frame and its decode time [ms]
+
+
 class PerceptionService:
     """State of the perception service: the detector and one tracker per camera stream."""
 
@@ -141,7 +144,7 @@ class PerceptionService:
             records, superseded = skip_superseded(records)
             drops += [(record, meta, (arrived_ns - meta.capture_ns) * MS, DROP_SUPERSEDED)
                       for record, meta in superseded]
-        frames: list[tuple[Record, FrameMeta, Image, float]] = []
+        frames: list[_Frame] = []
         decoded = await loop.run_in_executor(self.worker, lambda: list(decode_frames(
             records, max_bytes=self.options.max_frame_bytes, max_pixels=self.options.max_pixels,
             jpeg_device=self.jpeg_device)))
@@ -159,12 +162,19 @@ class PerceptionService:
                 continue
             frames.append((record, meta, image, item.decode_ms))
         size = self.options.max_batch_size
-        for start in range(0, len(frames), size):
-            await self.serve(frames[start:start + size], arrived_ns)
+        for group in self.by_priority(frames):
+            for start in range(0, len(group), size):
+                await self.serve(group[start:start + size], arrived_ns)
         if drops:  # after serving: the fresh frames go first
             await self.report_drops(drops)
 
-    async def serve(self, frames: list[tuple[Record, FrameMeta, Image, float]],
+    def by_priority(self, frames: list[_Frame]) -> list[list[_Frame]]:
+        """The primary camera's frames, then the others' (one group when there is one kind)."""
+        first = [f for f in frames if f[1].camera_id == self.options.primary_camera]
+        rest = [f for f in frames if f[1].camera_id != self.options.primary_camera]
+        return [first, rest] if first and rest else [frames]
+
+    async def serve(self, frames: list[_Frame],
                     arrived_ns: int) -> None:
         """Run the detector once on a batch, track, and publish one result per frame."""
         loop = asyncio.get_running_loop()

@@ -151,6 +151,24 @@ async def test_a_batch_behind_its_input_serves_each_cameras_newest_frame(service
     assert service.perception.dropped_by_reason == {"superseded": 2}
 
 
+async def test_the_primary_cameras_frame_is_served_first_in_a_batch_of_its_own(
+        service: Any) -> None:
+    out: list[str] = []
+
+    @service.broker.subscriber("perception.objects")
+    async def on_objects(msg: KafkaMessage) -> None:
+        out.append(PerceptionObjects.decode(msg.body).camera_id)
+
+    now = time.time_ns()
+    fetch = [record(1, "front_wide", now - 60_000_000), record(2, "rear", now - 55_000_000),
+             record(3, "front", now - 50_000_000)]
+    async with TestKafkaBroker(service.broker):
+        await service.perception.handle(fetch)
+    assert out[0] == "front"
+    assert sorted(out[1:]) == ["front_wide", "rear"]
+    assert service.perception.batch_sizes == [1, 2]
+
+
 async def test_with_skipping_off_every_frame_of_a_batch_is_served() -> None:
     frame_ = build(Settings(), "localhost:9092",
                    options=PerceptionSettings(latency_budget_ms=2000, newest_per_camera=False),
