@@ -160,6 +160,7 @@ def estimate_range(
     side_band_px: float = 80.0,
     max_ground_range_m: float = 150.0,
     height_tolerance: float = 1.25,
+    min_size_px: float = 32.0,
 ) -> RangeEstimate | None:
     """Range one box ``[x1, y1, x2, y2]`` [px] of class ``class_id`` (our ids).
 
@@ -169,7 +170,7 @@ def estimate_range(
     636-639 of 640), and a box taken for whole there ranged a car beside 4 m too far. From
     ``side_band_px`` in, a vehicle is ranged more and more from its near side (see ``_beside``).
     ``height_tolerance`` widens the prior's height range before the ground estimate is judged
-    inconsistent.
+    inconsistent; a box less than ``min_size_px`` tall keeps its ground estimate even then.
     """
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box).reshape(4))
     h_px = y2 - y1
@@ -211,6 +212,11 @@ def estimate_range(
         )
         if consistent:
             return _finish(calib, contact, "ground", True, implied, prior)
+        if h_px < min_size_px:
+            # Too small for its height to say more than its ground contact: a detector's box
+            # of a car 45 m ahead in a 100° camera was 22 px tall for 11 true, and the size
+            # prior put it 21 m ahead, closing at 19 m/s (night_city, an emergency brake).
+            return _finish(calib, contact, "ground", False, implied, prior)
     if prior is None:
         return None
     # Size prior: optical depth from the apparent height, along the ray through the box centre.

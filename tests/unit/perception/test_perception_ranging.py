@@ -292,3 +292,19 @@ def test_a_car_nearing_the_image_side_moves_smoothly_from_ground_to_side_ranging
     assert methods[0] == "ground" and methods[-1] == "side"
     assert abs(offsets[-1]) > 0.1  # the two differ here
     assert np.abs(np.diff(offsets)).max() < 0.03
+
+
+def test_a_small_box_too_tall_for_its_class_keeps_its_ground_range() -> None:
+    # A 100° camera sees a car 45 m ahead 11 px tall; the detector's box came out twice as
+    # tall. Its contact point is right; the size prior would put the car 21 m ahead.
+    wide = Calibration(fx=268.5, fy=268.5, cx=320.0, cy=180.0, width=640, height=360,
+                       mount_x_m=1.9, mount_z_m=1.35, pitch_rad=0.03)
+    box = box_of(wide, 45.0, 0.0, 1.8, 1.5, depth=4.5)
+    box[1] -= box[3] - box[1]  # twice as tall, from the top
+    est = estimate_range(box, CLASS_IDS["car"], wide)
+    assert est is not None
+    assert est.method == "ground" and est.consistent is False
+    assert est.position_m[0] == pytest.approx(45.0 + 2.25, rel=0.05)
+    big = estimate_range(box, CLASS_IDS["car"], wide, min_size_px=0.0)
+    assert big is not None and big.method == "size"  # what it was
+    assert big.position_m[0] < 35.0
