@@ -286,10 +286,13 @@ def test_a_car_nearing_the_image_side_moves_smoothly_from_ground_to_side_ranging
         box = whole + np.array([1.0, 0.0, 1.0, 0.0]) * (FRONT.width - gap_px - whole[2])
         est = estimate_range(box, CLASS_IDS["car"], FRONT)
         ground = estimate_range(box, CLASS_IDS["car"], FRONT, side_band_px=0.0)
-        assert est is not None and ground is not None and ground.method == "ground"
+        assert est is not None
+        assert ground is not None
+        assert ground.method == "ground"
         offsets.append(est.position_m[1] - ground.position_m[1])
         methods.append(est.method)
-    assert methods[0] == "ground" and methods[-1] == "side"
+    assert methods[0] == "ground"
+    assert methods[-1] == "side"
     assert abs(offsets[-1]) > 0.1  # the two differ here
     assert np.abs(np.diff(offsets)).max() < 0.03
 
@@ -303,8 +306,10 @@ def test_a_small_box_too_tall_for_its_class_keeps_its_ground_range() -> None:
     box[1] -= box[3] - box[1]  # twice as tall, from the top
     est = estimate_range(box, CLASS_IDS["car"], wide)
     assert est is not None
-    assert est.method == "ground" and est.consistent is False
+    assert est.method == "ground"
+    assert est.consistent is False
     assert est.position_m[0] == pytest.approx(45.0 + 2.25, rel=0.05)
     big = estimate_range(box, CLASS_IDS["car"], wide, min_size_px=0.0)
-    assert big is not None and big.method == "size"  # what it was
+    assert big is not None
+    assert big.method == "size"  # what it was
     assert big.position_m[0] < 35.0
