@@ -37,8 +37,7 @@ from perception.ranging import Calibration, RangeEstimate, time_to_collision
 class ObjectMotion:
     """Filtered state of one track in the ego frame.
 
-    ``position_m`` ``(x, y)`` of the centre [m]; ``contact_m`` ``(x, y)`` the near contact point
-    (the latest frame's offset from the centre carried over) [m]; ``velocity_mps`` ``(vx, vy)`` and
+    ``position_m`` ``(x, y)`` of the centre [m]; ``velocity_mps`` ``(vx, vy)`` and
     ``accel_mps2`` ``(ax, 0)`` relative to ego [m/s, m/s²] (only the longitudinal acceleration
     is estimated); ``range_rate_mps`` d(range)/dt, negative when closing; ``ttc_s`` time to
     collision [s] or ``None`` when not closing; range, range rate and TTC are the contact
@@ -47,7 +46,6 @@ class ObjectMotion:
 
     track_id: int
     position_m: tuple[float, float]
-    contact_m: tuple[float, float]
     velocity_mps: tuple[float, float]
     accel_mps2: tuple[float, float]
     range_m: float
@@ -131,7 +129,6 @@ class EgoMotionFilter:
         return ObjectMotion(
             track_id=track_id,
             position_m=(float(pos[0]), float(pos[1])),
-            contact_m=(float(near[0]), float(near[1])),
             velocity_mps=(float(vel[0]), float(vel[1])),
             accel_mps2=(acc, 0.0),
             range_m=rng,

@@ -63,11 +63,16 @@ def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
     ax = ay = 0.0
     if obj.velocity_mps is not None:
         vx, vy = vx + obj.velocity_mps.x, vy + obj.velocity_mps.y
-    if obj.accel_mps2 is not None and obj.accel_mps2.x != 0.0:
+    if obj.accel_mps2 is not None and accel_resolved(obj):
         ax, ay = obj.accel_mps2.x + state.accel_mps2, obj.accel_mps2.y
     return Obstacle(x_m=x, y_m=y, vx_mps=vx, vy_mps=vy, ax_mps2=ax, ay_mps2=ay,
                     object_class=CLASS_IDS.get(str(obj.object_class), ObjectClass.CAR),
                     track_id=obj.track_id)
+
+
+def accel_resolved(obj: DetectedObject) -> bool:
+    """Whether perception resolved the object's relative acceleration (it reports 0 if not)."""
+    return obj.accel_mps2 is not None and obj.accel_mps2.x != 0.0
 
 
 def obstacles(results: list[PerceptionObjects], state: VehicleState,
@@ -93,9 +98,8 @@ def obstacles(results: list[PerceptionObjects], state: VehicleState,
                 key = (result.camera_id, obj.track_id)
                 keys.add(key)
                 o = ground_velocity(o, motion, key, result.source.stamp_ns, seen, state)
-                resolved = obj.accel_mps2 is not None and obj.accel_mps2.x != 0.0
                 world = motion.accel(key)
-                if not resolved and world is not None:
+                if not accel_resolved(obj) and world is not None:
                     # Both components: its sideways value is noisy for a new track (5 m/s² for
                     # a parked car in night_city), but the planner takes only the braking along
                     # the object's motion, and dropping it cost cpnc_40kph a collision (7 m/s).
