@@ -1,5 +1,11 @@
 """Closed-loop run metrics, accumulated step by step by the world.
 
+Jerk is what a passenger feels, measured as nuPlan's comfort metrics do: the ego's measured
+acceleration, averaged over 0.1 s, differentiated with a Savitzky-Golay filter (window 5,
+quadratic), i.e. over 0.5 s. The actuator's own 10 ms steps are not counted: a 20 Hz command
+held between updates moves the actuator at its 30 m/s³ limit for 10 ms on every small change,
+and the raw figure read 30 in every scenario, a calm cruise included.
+
 TTC counts only actors in the ego's path: laterally overlapping the ego's corridor along the
 road and ahead of its front bumper, while the gap closes. Lateral deviation is measured from
 the centre of the lane the ego is in, so a planned lane change is not counted as drift.
@@ -10,6 +16,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
+from scipy.signal import savgol_filter
 
 from simulators.actors import Actor
 from simulators.collision import OrientedBox, box_distance
@@ -32,6 +41,39 @@ def planned_distance(route: Route, s0_m: float, v0_mps: float, duration_s: float
     return s - s0_m
 
 
+class ComfortJerk:
+    """Largest |jerk| [m/s³] of a measured acceleration, nuPlan-style (see the module doc)."""
+
+    BIN_S = 0.1  # [s] nuPlan's 10 Hz history
+    WINDOW = 5  # samples of the Savitzky-Golay filter
+    ORDER = 2
+
+    def __init__(self) -> None:
+        self._bins: list[float] = []  # mean acceleration of each complete 0.1 s bin
+        self._index = 0
+        self._sum = 0.0
+        self._n = 0
+
+    def add(self, t_s: float, accel_mps2: float) -> None:
+        """Fold in the acceleration measured over the step that ended at ``t_s``."""
+        index = int((t_s - 1e-9) // self.BIN_S)
+        if index != self._index and self._n:
+            self._bins.append(self._sum / self._n)
+            self._sum, self._n = 0.0, 0
+        self._index = index
+        self._sum += accel_mps2
+        self._n += 1
+
+    def max_abs(self) -> float:
+        """The largest |jerk| so far (0 with fewer than three 0.1 s samples)."""
+        a = np.array(self._bins + ([self._sum / self._n] if self._n else []))
+        if a.size < 3:
+            return 0.0
+        window = min(self.WINDOW, a.size if a.size % 2 else a.size - 1)
+        jerk = savgol_filter(a, window, min(self.ORDER, window - 1), deriv=1, delta=self.BIN_S)
+        return float(np.abs(jerk).max())
+
+
 class RunMetrics:
     """Safety and comfort figures of one run; `summary()` gives them as a dict."""
 
@@ -47,7 +89,7 @@ class RunMetrics:
         self.min_distance_m = math.inf
         self.min_ttc_s = math.inf
         self.max_decel_mps2 = 0.0
-        self.max_jerk_mps3 = 0.0
+        self.jerk = ComfortJerk()
         self.max_lateral_deviation_m = 0.0
         self.max_speed_mps = 0.0
 
@@ -67,7 +109,7 @@ class RunMetrics:
         self.s_m = ego_s_m
         self.max_speed_mps = max(self.max_speed_mps, ego.speed_mps)
         self.max_decel_mps2 = max(self.max_decel_mps2, -ego.accel_mps2)
-        self.max_jerk_mps3 = max(self.max_jerk_mps3, abs(ego.jerk_mps3))
+        self.jerk.add(t_s, ego.accel_mps2)
         lane_centre = road.lane_d(road.lane_of(ego_d_m))
         self.max_lateral_deviation_m = max(self.max_lateral_deviation_m, abs(ego_d_m - lane_centre))
         reach = math.hypot(ego_box.length_m, ego_box.width_m) / 2
@@ -105,7 +147,7 @@ class RunMetrics:
             "distance_m": round(self.s_m - self.start_s_m, 3),
             "planned_distance_m": round(self.planned_m, 3),
             "max_decel_mps2": round(self.max_decel_mps2, 4),
-            "max_jerk_mps3": round(self.max_jerk_mps3, 4),
+            "max_jerk_mps3": round(self.jerk.max_abs(), 4),
             "max_lateral_deviation_m": round(self.max_lateral_deviation_m, 4),
             "max_speed_mps": round(self.max_speed_mps, 4),
             "duration_s": round(self.t_s, 4),
