@@ -70,7 +70,8 @@ class Monitor:
                                     window_s=options.latency_event_window_s)
         self.risk = CollisionRiskCheck(warning_s=options.ttc_warning_s,
                                        critical_s=options.ttc_critical_s,
-                                       forget_s=options.track_forget_s)
+                                       forget_s=options.track_forget_s,
+                                       half_width_m=options.risk_path_half_width_m)
         self.control = ControlModeCheck()
         self.drift = DriftCheck(reference, reference_frames=options.drift_reference_frames,
                                 window_frames=options.drift_window_frames,

@@ -1,9 +1,10 @@
 """Risk: time-to-collision of tracked objects, and stops commanded by the gate.
 
-`CollisionRiskCheck` raises `collision_risk` when a track's TTC falls below the warning
-(warning) or critical (critical) threshold; only an escalation is reported, once per track and
-level. A track's level comes down only when its TTC is clearly above the threshold again
-(`RELEASE_FACTOR`), so TTC noise at a threshold does not repeat the event.
+`CollisionRiskCheck` raises `collision_risk` when a track on a collision course
+(`in_path_ttc`) has a TTC below the warning (warning) or critical (critical) threshold; only an
+escalation is reported, once per track and level. A track's level comes down only when its
+TTC is clearly above the threshold again (`RELEASE_FACTOR`), so TTC noise at a threshold does
+not repeat the event.
 
 `ControlModeCheck` raises `emergency_stop` (critical) and `minimal_risk_stop` (warning) when a
 vehicle's command mode changes to a stop, and `control_resumed` (info) when it is back to normal.
@@ -14,7 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from services.messages import ControlMode, PerceptionObjects, Severity, VehicleControl
+from services.messages import (
+    ControlMode,
+    DetectedObject,
+    PerceptionObjects,
+    Severity,
+    VehicleControl,
+)
 from services.monitor.findings import (
     COLLISION_RISK,
     CONTROL_RESUMED,
@@ -28,6 +35,38 @@ from services.monitor.findings import (
 #: A level is released only above threshold × this: TTC estimates are noisy frame to frame.
 RELEASE_FACTOR: Final = 1.2
 _NONE, _WARNING, _CRITICAL = 0, 1, 2
+#: Half-width of the ego's path for the collision-course test [m]: half an ego's width (0.95 m),
+#: half a car's (0.9 m) and a little margin. A parked car beside the lane sits 2.5-3.5 m off.
+PATH_HALF_WIDTH_M: Final = 2.0
+
+
+def lateral_miss_m(obj: DetectedObject) -> float | None:
+    """Where the object's centre will be across the ego's axis when its TTC runs out [m].
+
+    Constant relative velocity: ``y + vy · ttc``. ``None`` when the object is not closing or
+    has no position or velocity to predict from.
+    """
+    if obj.ttc_s is None or obj.ttc_s < 0 or obj.position_m is None or obj.velocity_mps is None:
+        return None
+    return obj.position_m.y + obj.velocity_mps.y * obj.ttc_s
+
+
+def in_path_ttc(obj: DetectedObject, half_width_m: float = PATH_HALF_WIDTH_M) -> float | None:
+    """The object's TTC when it is on a collision course with the ego, else ``None``.
+
+    Perception's TTC is range over range rate, and every object the ego passes closes: a car
+    parked beside the lane reaches a TTC of a second or less as the ego drives by it. On a
+    collision course the object's predicted place across the ego's axis at its TTC
+    (`lateral_miss_m`) lies within ``half_width_m``; a pedestrian stepping into the lane does,
+    the parked car does not. An object closing without a position or velocity to test keeps
+    its TTC (the cautious reading).
+    """
+    if obj.ttc_s is None or obj.ttc_s < 0:
+        return None
+    miss = lateral_miss_m(obj)
+    if miss is not None and abs(miss) > half_width_m:
+        return None
+    return obj.ttc_s
 _SEVERITY = {_WARNING: Severity.WARNING, _CRITICAL: Severity.CRITICAL}
 
 
@@ -41,9 +80,10 @@ class CollisionRiskCheck:
     """Per (camera key, track id) TTC level with escalation-only findings."""
 
     def __init__(self, *, warning_s: float = 3.0, critical_s: float = 1.5,
-                 forget_s: float = 2.0) -> None:
+                 forget_s: float = 2.0, half_width_m: float = PATH_HALF_WIDTH_M) -> None:
         if not 0 < critical_s < warning_s:
             raise ValueError("need 0 < critical_s < warning_s")
+        self._half_width_m = half_width_m
         self._warning = warning_s
         self._critical = critical_s
         self._forget_ns = int(forget_s * NS_PER_S)
@@ -68,7 +108,7 @@ class CollisionRiskCheck:
             key = (obs.key, obj.track_id)
             track = self._tracks.get(key)
             previous = track.level if track is not None else _NONE
-            level = self.level(obj.ttc_s, previous)
+            level = self.level(in_path_ttc(obj, self._half_width_m), previous)
             self._tracks[key] = _Track(level, now_ns)
             if level > previous:
                 out.append(Finding(COLLISION_RISK, _SEVERITY[level], objects.vehicle_id, details={
@@ -77,6 +117,7 @@ class CollisionRiskCheck:
                     "position_m": [obj.position_m.x, obj.position_m.y] if obj.position_m else None,
                     "velocity_mps": [obj.velocity_mps.x, obj.velocity_mps.y]
                     if obj.velocity_mps else None,
+                    "lateral_miss_m": lateral_miss_m(obj),
                     "threshold_s": self._critical if level == _CRITICAL else self._warning,
                     "model_version": objects.model_version},
                     refs=obs.refs(frame_seq=objects.source.seq), run_id=objects.run_id))

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.messages import TOPICS
+from services.monitor.risk import PATH_HALF_WIDTH_M
 from services.settings import SettingsError, invalid_setting_line
 
 ENV_PREFIX = "ROADSTREAM_MONITOR_"
@@ -67,6 +68,9 @@ class MonitorSettings(BaseSettings):
     # --- collision risk
     ttc_warning_s: float = Field(default=3.0, gt=0, description="TTC below this: warning [s].")
     ttc_critical_s: float = Field(default=1.5, gt=0, description="TTC below this: critical [s].")
+    risk_path_half_width_m: float = Field(
+        default=PATH_HALF_WIDTH_M, gt=0, description="An object is on a collision course when "
+        "its predicted centre at its TTC is within this distance of the ego's axis [m].")
     track_forget_s: float = Field(default=2.0, gt=0,
                                   description="Forget a track not seen for this long [s].")
     # --- consumer lag

@@ -73,8 +73,8 @@ def write_report(run_dir: Path, *, summary: dict[str, Any] | None = None, video:
         raise ReportInputError(f"{recording}: no such file (the run was made with --no-record, "
                                "or the recording did not finish)")
     records = read_recording(recording, REPORT_TOPICS)
-    series = split_scenarios(summary, records)
     monitor = MonitorSettings()
+    series = split_scenarios(summary, records, path_half_width_m=monitor.risk_path_half_width_m)
     ttc = TtcThresholds(monitor.ttc_warning_s, monitor.ttc_critical_s)
     result = ReportResult(run_dir / REPORT_FILE)
     taken: set[str] = set()
@@ -115,5 +115,6 @@ def write_report(run_dir: Path, *, summary: dict[str, Any] | None = None, video:
             progress(label, 1.0)
         sections.append(sec)
         result.notes.extend(f"{s.name}: {n}" for n in sec.notes)
-    _write_text(result.path, report_page(summary, sections))
+    _write_text(result.path, report_page(summary, sections,
+                                         path_half_width_m=monitor.risk_path_half_width_m))
     return result

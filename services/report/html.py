@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from services.monitor.risk import PATH_HALF_WIDTH_M
 from services.report.plots import LATENCY_WINDOW_S, TTC_CLIP_S, Plot, inline_svg
 
 CSS = """
@@ -160,7 +161,8 @@ def section_html(sec: ScenarioSection) -> str:
     return "".join(parts)
 
 
-def report_page(summary: dict[str, Any], sections: Sequence[ScenarioSection]) -> str:
+def report_page(summary: dict[str, Any], sections: Sequence[ScenarioSection], *,
+                path_half_width_m: float = PATH_HALF_WIDTH_M) -> str:
     """The whole page."""
     run_id = str(summary.get("run_id", "?"))
     created = summary.get("created_ns")
@@ -174,8 +176,9 @@ def report_page(summary: dict[str, Any], sections: Sequence[ScenarioSection]) ->
     notes = ("Time axes are simulation time since each scenario's start. Latency: a frame "
              "published → its control published (Kafka timestamps); rolling p50 / p99 over the "
              f"last {LATENCY_WINDOW_S:g} s. TTC: the lowest time to collision over the perceived "
-             f"objects of each frame, drawn up to {TTC_CLIP_S:g} s. Steering: tire angle in "
-             "degrees, positive to the left.")
+             "objects of each frame on a collision course (predicted within "
+             f"{path_half_width_m:g} m of the ego's axis at their TTC), drawn up to "
+             f"{TTC_CLIP_S:g} s. Steering: tire angle in degrees, positive to the left.")
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"

@@ -35,6 +35,7 @@ from services.messages import (
     VehicleControl,
     VehicleState,
 )
+from services.monitor.risk import PATH_HALF_WIDTH_M, in_path_ttc
 from services.recording.envelope import KafkaRecord
 
 #: Topics the report reads from a recording.
@@ -83,7 +84,8 @@ class ScenarioSeries:
     target_speed_mps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     command_accel_mps2: np.ndarray = field(default_factory=lambda: np.zeros(0))
     command_steer_rad: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    # min TTC over the objects of each frame (all cameras); NaN where nothing is closing
+    # min TTC over the objects of each frame on a collision course (all cameras); NaN where
+    # nothing is on one
     ttc_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     min_ttc_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
     # frame published → its control published (Kafka timestamps), per frame
@@ -125,8 +127,8 @@ def record_run_id(record: KafkaRecord) -> str:
     return str(value.get("run_id", "")) if isinstance(value, dict) else ""
 
 
-def split_scenarios(summary: dict[str, Any],
-                    records: Sequence[KafkaRecord]) -> list[ScenarioSeries]:
+def split_scenarios(summary: dict[str, Any], records: Sequence[KafkaRecord], *,
+                    path_half_width_m: float = PATH_HALF_WIDTH_M) -> list[ScenarioSeries]:
     """One ScenarioSeries per scorecard row, in scorecard order.
 
     Row i is matched to the i-th scenario run id found in the records (the main job runs one
@@ -149,7 +151,8 @@ def split_scenarios(summary: dict[str, Any],
     out = []
     for i, row in enumerate(rows):
         rid = run_ids[i] if i < len(run_ids) else ""
-        out.append(scenario_series(row, rid, by_run.get(rid, [])))
+        out.append(scenario_series(row, rid, by_run.get(rid, []),
+                                   path_half_width_m=path_half_width_m))
     return out
 
 
@@ -170,9 +173,13 @@ def _window_index(windows: Sequence[tuple[float, float]], wall_ms: int) -> int:
     return best
 
 
-def scenario_series(row: dict[str, Any], run_id: str,
-                    records: Sequence[KafkaRecord]) -> ScenarioSeries:
-    """The time series of one scenario from its records (any order, duplicates allowed)."""
+def scenario_series(row: dict[str, Any], run_id: str, records: Sequence[KafkaRecord], *,
+                    path_half_width_m: float = PATH_HALF_WIDTH_M) -> ScenarioSeries:
+    """The time series of one scenario from its records (any order, duplicates allowed).
+
+    The TTC series counts objects on a collision course only, as the monitor's
+    `collision_risk` does (`services.monitor.risk.in_path_ttc`).
+    """
     vehicle = str(row.get("vehicle_id", "ego"))
     s = ScenarioSeries(name=str(row.get("name", run_id)), run_id=run_id, vehicle_id=vehicle,
                        row=row)
@@ -214,7 +221,7 @@ def scenario_series(row: dict[str, Any], run_id: str,
     s.t0_ns = min(stamps) if stamps else 0
     _fill_state(s)
     _fill_commands(s)
-    _fill_ttc(s, objects)
+    _fill_ttc(s, objects, path_half_width_m)
     frame_wall = _fill_latency(s, frames, control_wall)
     _fill_events(s, events, frames, frame_wall)
     _fill_video(s, frames, objects)
@@ -241,10 +248,12 @@ def _fill_commands(s: ScenarioSeries) -> None:
     s.command_steer_rad = np.array([c.steering_tire_angle_rad for c in controls])
 
 
-def _fill_ttc(s: ScenarioSeries, objects: dict[tuple[str, int], PerceptionObjects]) -> None:
+def _fill_ttc(s: ScenarioSeries, objects: dict[tuple[str, int], PerceptionObjects],
+              path_half_width_m: float) -> None:
     per_seq: dict[int, tuple[int, float]] = {}  # seq → (stamp_ns, min TTC)
     for (_, seq), po in objects.items():
-        ttcs = [o.ttc_s for o in po.objects if o.ttc_s is not None and o.ttc_s >= 0]
+        ttcs = [t for t in (in_path_ttc(o, path_half_width_m) for o in po.objects)
+                if t is not None]
         low = min(ttcs) if ttcs else math.nan
         prev = per_seq.get(seq)
         if prev is None or (not math.isnan(low) and not low >= prev[1]):

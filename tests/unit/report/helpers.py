@@ -70,8 +70,9 @@ def scenario_records(index: int, frames: int, wall0_ms: int, *,
     """Every topic of one scenario run `RUN_ID-<index>`; see the constants for the clocks.
 
     Frame seq k: stamp T0 + k·DT, frame wall time wall0 + k·WALL_STEP, its control 60 + k ms
-    later. Even frames hold a closing car (TTC 5 − 0.1·k s) and a pedestrian with no TTC; odd
-    frames hold nothing.
+    later. Even frames hold a closing car (TTC 5 − 0.1·k s), a car parked beside the path that
+    the ego passes (TTC 0.5 s, 3 m off its axis) and a pedestrian with no TTC; odd frames hold
+    nothing.
     """
     rid = f"{RUN_ID}-{index:02d}"
     out: list[KafkaRecord] = []
@@ -92,6 +93,9 @@ def scenario_records(index: int, frames: int, wall0_ms: int, *,
                 DetectedObject(track_id=3, object_class=ObjectClass.CAR, score=0.9,
                                box=(60.0, 30.0, 100.0, 60.0), position_m=Vec3(x=20.0, y=0.0),
                                velocity_mps=Vec2(x=-4.0, y=0.0), ttc_s=5.0 - 0.1 * k),
+                DetectedObject(track_id=5, object_class=ObjectClass.CAR, score=0.9,
+                               box=(0.0, 30.0, 8.0, 60.0), position_m=Vec3(x=5.0, y=3.0),
+                               velocity_mps=Vec2(x=-10.0, y=0.0), ttc_s=0.5),
                 DetectedObject(track_id=4, object_class=ObjectClass.PEDESTRIAN, score=0.8,
                                box=(10.0, 30.0, 20.0, 60.0), position_m=Vec3(x=15.0, y=5.0),
                                ttc_s=None)]

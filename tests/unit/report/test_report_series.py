@@ -59,7 +59,8 @@ def test_latency_is_frame_to_control_on_the_kafka_clock(scenarios: list[Scenario
     np.testing.assert_allclose(alpha.latency_t_s, np.arange(20) * 0.05)
 
 
-def test_min_ttc_per_frame_ignores_objects_without_ttc(scenarios: list[ScenarioSeries]) -> None:
+def test_min_ttc_per_frame_ignores_objects_without_ttc_or_off_the_path(
+        scenarios: list[ScenarioSeries]) -> None:
     alpha = scenarios[0]
     assert len(alpha.min_ttc_s) == 20
     for k, value in enumerate(alpha.min_ttc_s):
