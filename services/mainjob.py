@@ -71,7 +71,8 @@ def scorecard_row(scenario: str, vehicle: dict[str, Any],
             "max_lateral_deviation_m": vehicle["max_lateral_deviation_m"],
             "latency_ms": vehicle["latency_ms"], "control_modes": vehicle["control_modes"],
             "control_timeouts": vehicle["control_timeouts"], "frames": vehicle["frames"],
-            "frames_skipped": vehicle.get("frames_skipped", 0), "score": driving_score(vehicle)}
+            "frames_skipped": vehicle.get("frames_skipped", 0),
+            "engaged_at_s": vehicle.get("engaged_at_s"), "score": driving_score(vehicle)}
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from services.messages import (
     SIM_GROUND_TRUTH,
     VEHICLE_CONTROL,
     VEHICLE_STATE,
+    ControlMode,
     VehicleControl,
 )
 from services.simulator import convert
@@ -61,6 +62,7 @@ class VehicleRun:
     captured_at: dict[int, float] = field(default_factory=dict)  # seq → monotonic [s]
     latencies_ms: list[float] = field(default_factory=list)  # frame capture → its control
     modes: dict[str, int] = field(default_factory=dict)
+    engaged_at_s: float | None = None  # scenario time the stack's commands took over [s]
 
     def latency(self) -> dict[str, float | None]:
         """End-to-end latency percentiles [ms]: frame capture to its first control received."""
@@ -76,7 +78,7 @@ class VehicleRun:
                 "control_timeouts": self.control_timeouts,
                 "controls_applied": self.controls_applied,
                 "frame_hash": self.frame_hash.hexdigest(), "latency_ms": self.latency(),
-                "control_modes": dict(self.modes),
+                "control_modes": dict(self.modes), "engaged_at_s": self.engaged_at_s,
                 "collision_class": self.world.collisions[0].actor_class
                 if self.world.collisions else None, **self.world.metrics.summary()}
 
@@ -147,10 +149,26 @@ class ScenarioStreamer:
                 return
 
     def _command(self, run: VehicleRun, stamp_ns: int) -> ControlCommand | None:
+        """The command the ego obeys in this tick; None: the scenario's own driver.
+
+        Closed loop engages at the stack's first fresh `normal` command (or after
+        ``engage_within_s``): in real time the first perception result reaches the gate some
+        0.5 s after the first frame, and until then the gate rightly commands a minimal-risk
+        stop. A test track does the same: a driver holds the route until the system under
+        test is on. Before it, the ticks count as ``driver`` in the control modes.
+        """
         if self.options.loop == "open":
             return None
         control = run.latest
-        if control is None or (self.options.clock == "realtime" and control.valid_until_ns < stamp_ns):
+        fresh = control is not None and (self.options.clock != "realtime"
+                                         or control.valid_until_ns >= stamp_ns)
+        if run.engaged_at_s is None:
+            ready = fresh and control is not None and control.mode == ControlMode.NORMAL
+            if not ready and run.world.t_s < self.options.engage_within_s - 1e-9:
+                run.modes["driver"] = run.modes.get("driver", 0) + 1
+                return None
+            run.engaged_at_s = round(run.world.t_s, 3)
+        if control is None or not fresh:
             run.modes["fallback"] = run.modes.get("fallback", 0) + 1
             return convert.FALLBACK_COMMAND
         run.controls_applied += 1

@@ -36,3 +36,8 @@ class SimulatorSettings(BaseSettings):
     lockstep_timeout_s: float = Field(default=2.0, gt=0, le=60,
                                       description="Wait at most this for a control [s].")
     ground_truth: bool = Field(default=True, description="Publish sim.ground_truth.")
+    engage_within_s: float = Field(
+        default=2.0, ge=0, le=60, description="Closed loop: until the stack's first `normal` "
+        "command, the scenario's own driver holds the route, as a test driver does until the "
+        "system under test is engaged; after this long the stack's commands apply whatever "
+        "they are (the fallback stop when there are none). 0 = from the first tick [s].")
