@@ -32,7 +32,8 @@ from services.monitor.findings import (
     Observation,
 )
 
-#: A level is released only above threshold × this: TTC estimates are noisy frame to frame.
+#: A level is released only above threshold × this, or once the track is predicted to pass
+#: wider than the path's half-width × this: TTC and velocity estimates are noisy frame to frame.
 RELEASE_FACTOR: Final = 1.2
 _NONE, _WARNING, _CRITICAL = 0, 1, 2
 #: Half-width of the ego's path for the collision-course test [m]: half an ego's width (0.95 m),
@@ -56,15 +57,19 @@ def in_path_ttc(obj: DetectedObject, half_width_m: float = PATH_HALF_WIDTH_M) ->
 
     Perception's TTC is range over range rate, and every object the ego passes closes: a car
     parked beside the lane reaches a TTC of a second or less as the ego drives by it. On a
-    collision course the object's predicted place across the ego's axis at its TTC
-    (`lateral_miss_m`) lies within ``half_width_m``; a pedestrian stepping into the lane does,
-    the parked car does not. An object closing without a position or velocity to test keeps
+    collision course the object is within ``half_width_m`` of the ego's axis now, or its
+    predicted place across the axis at its TTC (`lateral_miss_m`) is: a pedestrian stepping
+    into the lane is, the parked car is not. The "now" keeps a car ahead in the path counted
+    while the ego steers: its yaw turns the ego frame, and the relative velocity across it then
+    swings by metres a second. An object closing without a position or velocity to test keeps
     its TTC (the cautious reading).
     """
     if obj.ttc_s is None or obj.ttc_s < 0:
         return None
     miss = lateral_miss_m(obj)
-    if miss is not None and abs(miss) > half_width_m:
+    if miss is None or obj.position_m is None:
+        return obj.ttc_s
+    if abs(obj.position_m.y) > half_width_m and abs(miss) > half_width_m:
         return None
     return obj.ttc_s
 _SEVERITY = {_WARNING: Severity.WARNING, _CRITICAL: Severity.CRITICAL}
@@ -108,7 +113,9 @@ class CollisionRiskCheck:
             key = (obs.key, obj.track_id)
             track = self._tracks.get(key)
             previous = track.level if track is not None else _NONE
-            level = self.level(in_path_ttc(obj, self._half_width_m), previous)
+            # a raised track stays raised until clearly off the path too, as for its TTC
+            half = self._half_width_m * (RELEASE_FACTOR if previous > _NONE else 1.0)
+            level = self.level(in_path_ttc(obj, half), previous)
             self._tracks[key] = _Track(level, now_ns)
             if level > previous:
                 out.append(Finding(COLLISION_RISK, _SEVERITY[level], objects.vehicle_id, details={

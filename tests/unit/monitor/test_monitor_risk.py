@@ -160,3 +160,10 @@ def test_a_closing_object_without_motion_keeps_its_ttc() -> None:
     assert lateral_miss_m(bare) is None
     assert in_path_ttc(bare) == 1.0
     assert in_path_ttc(bare.model_copy(update={"ttc_s": None})) is None
+
+
+def test_an_object_in_the_path_now_counts_whatever_its_drift() -> None:
+    # the ego steering turns its frame: a car ahead in the lane seems to slide sideways fast
+    swinging = moving(6, 20.0, -1.4, -9.0, 2.8, 2.2)
+    assert abs(lateral_miss_m(swinging) or 0.0) > 2.0
+    assert in_path_ttc(swinging) == 2.2
