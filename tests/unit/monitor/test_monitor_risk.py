@@ -167,3 +167,27 @@ def test_an_object_in_the_path_now_counts_whatever_its_drift() -> None:
     swinging = moving(6, 20.0, -1.4, -9.0, 2.8, 2.2)
     assert abs(lateral_miss_m(swinging) or 0.0) > 2.0
     assert in_path_ttc(swinging) == 2.2
+
+
+def test_an_ended_runs_stop_and_the_next_runs_commands_do_not_flap() -> None:
+    # the gate still commands the ended run r1's stop while run r2 of the same vehicle drives
+    check = ControlModeCheck()
+    out = []
+    for i in range(20):
+        out += check.observe(obs("vehicle.control", "ego", 0.05 * i, 2 * i),
+                             command(100 + i, ControlMode.COMFORTABLE_STOP, "r1"))
+        out += check.observe(obs("vehicle.control", "ego", 0.05 * i, 2 * i + 1),
+                             command(1 + i, ControlMode.NORMAL, "r2"))
+    assert [(f.type, f.run_id) for f in out] == [(MINIMAL_RISK_STOP, "r1")]
+
+
+def test_old_runs_are_forgotten_beyond_the_cap() -> None:
+    check = ControlModeCheck(max_runs=2)
+    for run in ("a", "b", "c"):
+        check.observe(obs("vehicle.control", "ego", 0.0), command(5, ControlMode.NORMAL, run))
+    # a redelivery of run c's command is still recognised; run a was forgotten, so an old
+    # sequence number of its reads as a first command (remembered, it would be ignored)
+    redelivered = command(5, ControlMode.EMERGENCY_STOP, "c")
+    assert check.observe(obs("vehicle.control", "ego", 0.1), redelivered) == []
+    old = check.observe(obs("vehicle.control", "ego", 0.1), command(1, ControlMode.EMERGENCY_STOP, "a"))
+    assert [f.type for f in old] == [EMERGENCY_STOP]
