@@ -36,6 +36,7 @@ from services.monitor.findings import (
 #: wider than the path's half-width × this: TTC and velocity estimates are noisy frame to frame.
 RELEASE_FACTOR: Final = 1.2
 _NONE, _WARNING, _CRITICAL = 0, 1, 2
+_SEVERITY = {_WARNING: Severity.WARNING, _CRITICAL: Severity.CRITICAL}
 #: Half-width of the ego's path for the collision-course test [m]: half an ego's width (0.95 m),
 #: half a car's (0.9 m) and a little margin. A parked car beside the lane sits 2.5-3.5 m off.
 PATH_HALF_WIDTH_M: Final = 2.0
@@ -72,7 +73,6 @@ def in_path_ttc(obj: DetectedObject, half_width_m: float = PATH_HALF_WIDTH_M) ->
     if abs(obj.position_m.y) > half_width_m and abs(miss) > half_width_m:
         return None
     return obj.ttc_s
-_SEVERITY = {_WARNING: Severity.WARNING, _CRITICAL: Severity.CRITICAL}
 
 
 @dataclass

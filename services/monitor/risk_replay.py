@@ -24,7 +24,7 @@ from services.messages import PERCEPTION_OBJECTS, MessageError, PerceptionObject
 from services.monitor.findings import Observation
 from services.monitor.risk import CollisionRiskCheck
 from services.monitor.settings import MonitorSettings
-from services.recording.envelope import KafkaRecord
+from services.recording.envelope import KafkaRecord, RecordingError
 from services.recording.mcap_io import read_recording
 
 RULES = ("every_closing_track", "collision_course")
@@ -92,8 +92,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path.is_file():
             print(f"{path}: no such file", file=sys.stderr)
             return 2
-    rows = replay(json.loads(summary_path.read_text(encoding="utf-8")),
-                  read_recording(recording, [PERCEPTION_OBJECTS.name]))
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        print(f"{summary_path}: not JSON: {exc}", file=sys.stderr)
+        return 2
+    try:
+        records = read_recording(recording, [PERCEPTION_OBJECTS.name])
+    except RecordingError as exc:  # names the file and what is wrong with it
+        print(str(exc), file=sys.stderr)
+        return 2
+    rows = replay(summary, records)
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0
 

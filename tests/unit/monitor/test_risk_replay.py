@@ -63,6 +63,15 @@ def test_the_command_reads_a_run_directory(tmp_path: Path, capsys: pytest.Captur
     rows = json.loads(capsys.readouterr().out)
     assert rows[1]["name"] == "beta"
     assert rows[1]["collision_course"] == {"warning": 1, "critical": 1}
+    (tmp_path / "recording.mcap").write_bytes(b"not an mcap file")
+    assert main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "recording.mcap" in err
+    assert "not JSON" not in err
     (tmp_path / "recording.mcap").unlink()
     assert main([str(tmp_path)]) == 2
     assert "recording.mcap: no such file" in capsys.readouterr().err
+    (tmp_path / "summary.json").write_text("{broken", encoding="utf-8")
+    (tmp_path / "recording.mcap").write_bytes(b"")
+    assert main([str(tmp_path)]) == 2
+    assert "summary.json: not JSON" in capsys.readouterr().err
