@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.frame.service import ServiceFrame
+    from services.runtime.service import ServiceRuntime
     from services.settings import Settings
 
-Builder = Callable[["Settings", str], "ServiceFrame"]
+Builder = Callable[["Settings", str], "ServiceRuntime"]
 
 
 class ServiceNotAvailableError(RuntimeError):

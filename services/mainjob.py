@@ -22,8 +22,8 @@ import torch
 from services.audit.service import build as build_audit
 from services.audit.settings import AuditSettings
 from services.broker.embedded import kafka
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import (
     CAMERA_FRAMES,
     PERCEPTION_OBJECTS,
@@ -242,7 +242,7 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
     audit = build_audit(run_settings, bootstrap,
                         options=AuditSettings(url=f"sqlite:///{(out_dir / 'audit.db').resolve()}"),
                         **fresh)
-    simulator = ServiceFrame("simulator", run_settings, bootstrap, run_id=run_id, **fresh)
+    simulator = ServiceRuntime("simulator", run_settings, bootstrap, run_id=run_id, **fresh)
     current: list[ScenarioStreamer] = []
     async def on_control(rec: Record) -> None:
         if current:
@@ -250,7 +250,7 @@ async def drive_scenarios(settings: Settings, bootstrap: str, *, scenarios: list
 
     # Only the newest control matters to the simulator: no commit round trip per command.
     simulator.consume(VEHICLE_CONTROL, at_least_once=False)(on_control)
-    services: list[ServiceFrame] = [monitor, audit, simulator]
+    services: list[ServiceRuntime] = [monitor, audit, simulator]
     # Perception and planning run in processes of their own: in one interpreter the model's
     # thread, the renderer, the planner and every consumer share one lock, and in real time
     # each Kafka hop waited on it, and each plan on the renders (docs/benchmarks.md).

@@ -11,8 +11,8 @@ import asyncio
 import logging
 from typing import Any
 
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import VEHICLE_STATE, TopicSpec, VehicleState
 from services.settings import Settings
 
@@ -22,9 +22,9 @@ ECHO_OUT = TopicSpec(name="test.echo.out", key="vehicle_id", value=VehicleState,
 
 
 def build_echo(settings: Settings, bootstrap: str, *, delay_s: float = 0.0,
-               **subscriber_kwargs: Any) -> ServiceFrame:
+               **subscriber_kwargs: Any) -> ServiceRuntime:
     """The echo service on a frame: parse, (sleep), republish."""
-    frame = ServiceFrame("echo", settings, bootstrap)
+    frame = ServiceRuntime("echo", settings, bootstrap)
 
     @frame.consume(VEHICLE_STATE, **subscriber_kwargs)
     async def on_state(record: Record) -> None:

@@ -24,9 +24,9 @@ from prometheus_client import Counter
 
 from services.audit.settings import AuditSettings, load_audit_settings
 from services.audit.store import AuditStore, AuditStoreError, Outcome, open_store
-from services.frame.delivery import Record
-from services.frame.events import safety_event
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
 from services.messages import SAFETY_EVENTS, EventRefs, SafetyEvent, Severity
 from services.settings import Settings, SettingsError
 
@@ -45,7 +45,7 @@ class AuditStartupError(SettingsError):
     """The audit database cannot be opened at start-up: a one-line error for the operator."""
 
 
-class AuditService(ServiceFrame):
+class AuditService(ServiceRuntime):
     """The service frame plus the store it writes to (closed after the consumer stopped)."""
 
     def __init__(self, settings: Settings, bootstrap: str, store: AuditStore,

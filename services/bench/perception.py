@@ -49,7 +49,7 @@ from services.bench.perception_rig import (
     send_frame,
 )
 from services.broker.clients import client_kwargs, producer_kwargs
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.perception.decode import Image, decode_frames, gpu_decode_device
 from services.perception.process import PerceptionProcess
 from services.perception.settings import PerceptionSettings, model_threads

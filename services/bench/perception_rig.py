@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.broker.clients import client_kwargs, consumer_kwargs
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import CAMERA_FRAMES, PERCEPTION_OBJECTS, FrameRef, PerceptionObjects
 from services.settings import Settings
 from services.simulator import convert

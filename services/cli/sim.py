@@ -12,7 +12,7 @@ from typing import Any
 from services.broker.embedded import kafka
 from services.cli.common import emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
 from services.simulator.settings import SimulatorSettings
@@ -71,7 +71,7 @@ def sim_options(args: argparse.Namespace, **defaults: Any) -> SimulatorSettings:
 async def stream(settings: Settings, bootstrap: str, options: SimulatorSettings,
                  run_id: str) -> dict[str, Any]:
     """Stream one scenario on a simulator service frame; return its metrics."""
-    frame = ServiceFrame("simulator", settings, bootstrap, run_id=run_id)
+    frame = ServiceRuntime("simulator", settings, bootstrap, run_id=run_id)
     streamer = ScenarioStreamer(frame, options, run_id=run_id)
     streamer.subscribe()
     await frame.start()

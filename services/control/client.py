@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.control.signing import SignatureError, verify
-from services.frame.delivery import Record
-from services.frame.events import safety_event
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
 from services.messages import VEHICLE_CONTROL, EventRefs, MessageError, Severity, VehicleControl
 
 
@@ -70,7 +70,7 @@ OnCommand = Callable[[VehicleControl], Awaitable[None]]
 class VehicleControlClient:
     """Subscribes a vehicle to `vehicle.control` on a service frame."""
 
-    def __init__(self, frame: ServiceFrame, keys: Mapping[str, bytes], vehicle_id: str,
+    def __init__(self, frame: ServiceRuntime, keys: Mapping[str, bytes], vehicle_id: str,
                  on_command: OnCommand, *, clock: Callable[[], int] = time.time_ns) -> None:
         self.frame = frame
         self.vehicle_id = vehicle_id

@@ -10,7 +10,7 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5,
 
 
 class MonitorMetrics:
-    """Counters and gauges the monitor keeps; `registry` is the ServiceFrame's."""
+    """Counters and gauges the monitor keeps; `registry` is the ServiceRuntime's."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages = Counter("roadstream_monitor_messages_total", "Messages watched",

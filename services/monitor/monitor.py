@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import (
     ALL_TOPICS,
     PERCEPTION_OBJECTS,

@@ -18,9 +18,9 @@ import time
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from services.frame.delivery import Record, is_infrastructure_error
-from services.frame.events import safety_event
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record, is_infrastructure_error
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
 from services.messages import ALL_TOPICS, SafetyEvent, TopicSpec
 from services.monitor.drift import DriftReference, load_reference
 from services.monitor.findings import Finding
@@ -36,14 +36,14 @@ SOURCE = "monitor"
 MAX_PENDING = 10_000  # events kept while Kafka is unreachable; the oldest are dropped beyond
 
 
-def build(settings: Settings, bootstrap: str) -> ServiceFrame:
+def build(settings: Settings, bootstrap: str) -> ServiceRuntime:
     """The monitor service, configured by ROADSTREAM_MONITOR_* (see docs/monitor.md)."""
     frame, _ = build_monitor(settings, bootstrap)
     return frame
 
 
 def build_monitor(settings: Settings, bootstrap: str, options: MonitorSettings | None = None,
-                  ) -> tuple[ServiceFrame, Monitor]:
+                  ) -> tuple[ServiceRuntime, Monitor]:
     """The service frame and the Monitor it drives (tests read the latter)."""
     options = options or load_monitor_settings()
     reference: DriftReference | None = None
@@ -52,7 +52,7 @@ def build_monitor(settings: Settings, bootstrap: str, options: MonitorSettings |
             reference = load_reference(options.drift_reference)
         except ValueError as exc:
             raise SettingsError(f"invalid setting ROADSTREAM_MONITOR_DRIFT_REFERENCE: {exc}") from None
-    frame = ServiceFrame(SOURCE, settings, bootstrap, watcher=True)
+    frame = ServiceRuntime(SOURCE, settings, bootstrap, watcher=True)
     metrics = MonitorMetrics(frame.registry)
     monitor = Monitor(options, reference=reference, metrics=metrics)
     publisher = _Publisher(frame, metrics)
@@ -144,7 +144,7 @@ class _Release(ConsumerRebalanceListener):
 class _Publisher:
     """Turns findings into safety events; loop findings wait here while Kafka is unreachable."""
 
-    def __init__(self, frame: ServiceFrame, metrics: MonitorMetrics) -> None:
+    def __init__(self, frame: ServiceRuntime, metrics: MonitorMetrics) -> None:
         self._frame = frame
         self._metrics = metrics
         self._pending: list[SafetyEvent] = []

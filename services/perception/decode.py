@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import FrameMeta, MessageError
 
 JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"

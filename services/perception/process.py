@@ -1,4 +1,4 @@
-"""The perception service in a process of its own (protocol: :mod:`services.frame.process`).
+"""The perception service in a process of its own (protocol: :mod:`services.runtime.process`).
 
 `roadstream run` and `roadstream bench perception` run the real service
 (`services.perception.service.build`) alone in a process. Its ready message carries
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.frame.process import ServiceProcess, child_main, serve_until_stdin_closes
+from services.runtime.process import ServiceProcess, child_main, serve_until_stdin_closes
 from services.messages import CAMERA_FRAMES
 from services.perception.service import build
 from services.perception.settings import PerceptionSettings

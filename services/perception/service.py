@@ -30,9 +30,9 @@ from perception.detector import Detector
 from perception.pipeline import CameraPerception, PerceivedObject
 from perception.ranging import Calibration as RangingCalibration
 from perception.tracking import TrackerConfig
-from services.frame.delivery import Record
-from services.frame.events import safety_event
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
 from services.messages import (
     CAMERA_FRAMES,
     PERCEPTION_OBJECTS,
@@ -97,7 +97,7 @@ _Frame = tuple[Record, FrameMeta, Image, float]  # a decoded frame and its decod
 class PerceptionService:
     """State of the perception service: the detector and one tracker per camera stream."""
 
-    def __init__(self, frame: ServiceFrame, detector: Detector, options: PerceptionSettings) -> None:
+    def __init__(self, frame: ServiceRuntime, detector: Detector, options: PerceptionSettings) -> None:
         self.frame = frame
         self.detector = detector
         self.options = options
@@ -251,7 +251,7 @@ class PerceptionService:
 
 
 def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | None = None,
-          detector: Detector | None = None, **frame_kwargs: Any) -> ServiceFrame:
+          detector: Detector | None = None, **frame_kwargs: Any) -> ServiceRuntime:
     """The perception service; loads the model here, at start-up (never at import)."""
     options = options or PerceptionSettings()
     if detector is None:
@@ -259,7 +259,7 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
                                  class_map=options.class_map, device=settings.device,
                                  score_thresh=options.score_thresh,
                                  num_threads=model_threads(settings))
-    frame = ServiceFrame("perception", settings, bootstrap, **frame_kwargs)
+    frame = ServiceRuntime("perception", settings, bootstrap, **frame_kwargs)
     service = PerceptionService(frame, detector, options)
     # Skipping needs the backlog in hand: take more than a batch when it is on.
     fetch = (max(options.max_fetch_records, options.max_batch_size) if options.newest_per_camera

@@ -1,4 +1,4 @@
-"""The planning service in a process of its own (protocol: :mod:`services.frame.process`).
+"""The planning service in a process of its own (protocol: :mod:`services.runtime.process`).
 
 `roadstream run` runs the real service (`services.planning.service.build`) alone in a
 process: in the main job's process the simulator's renders (about 23 ms each at night) held
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from services.frame.process import ServiceProcess, child_main, serve_until_stdin_closes
+from services.runtime.process import ServiceProcess, child_main, serve_until_stdin_closes
 from services.planning.service import build
 from services.planning.settings import PlanningSettings
 from services.settings import Settings

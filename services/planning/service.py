@@ -31,10 +31,10 @@ from planning.runtime import tune_allocator
 from planning.types import PlanResult
 from services.control.settings import ControlSettings
 from services.control.signing import sign
-from services.frame.delivery import Record
-from services.frame.events import safety_event
-from services.frame.service import ServiceFrame
-from services.frame.tracing import traceparent_of
+from services.runtime.delivery import Record
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
+from services.runtime.tracing import traceparent_of
 from services.messages import (
     PERCEPTION_OBJECTS,
     PLANNING_TRAJECTORY,
@@ -82,7 +82,7 @@ class VehicleContext:
 class PlanningService:
     """Planner, controller and gate wired to the topics."""
 
-    def __init__(self, frame: ServiceFrame, settings: Settings, options: PlanningSettings,
+    def __init__(self, frame: ServiceRuntime, settings: Settings, options: PlanningSettings,
                  control: ControlSettings) -> None:
         self.frame = frame
         self.options = options
@@ -274,13 +274,13 @@ class PlanningService:
 
 
 def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | None = None,
-          control: ControlSettings | None = None, **frame_kwargs: Any) -> ServiceFrame:
+          control: ControlSettings | None = None, **frame_kwargs: Any) -> ServiceRuntime:
     """The planning service (planner, controller, gate, signer)."""
     options = options or PlanningSettings()
     tune_allocator()  # without it every plan page-faults its scratch tensors again
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    frame = ServiceFrame("planning", settings, bootstrap, **frame_kwargs)
+    frame = ServiceRuntime("planning", settings, bootstrap, **frame_kwargs)
     service = PlanningService(frame, settings, options, control or ControlSettings())
     # Only the newest state and objects matter (older ones are stale to the gate), so no
     # commit round trip per record: at 20 + 20 records/s those bound the service's intake.

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import TOPICS
 from services.recording.recorder import Recorder
 from services.settings import Settings
@@ -33,10 +33,10 @@ class RecorderSettings(BaseSettings):
 
 
 def build(settings: Settings, bootstrap: str, *,
-          options: RecorderSettings | None = None) -> ServiceFrame:
+          options: RecorderSettings | None = None) -> ServiceRuntime:
     """The recorder service: one MCAP file per rotation period until stopped."""
     options = options or RecorderSettings()
-    frame = ServiceFrame("recorder", settings, bootstrap)
+    frame = ServiceRuntime("recorder", settings, bootstrap)
 
     async def loop(stop: asyncio.Event) -> None:
         options.folder.mkdir(parents=True, exist_ok=True)

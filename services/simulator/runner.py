@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import (
     CAMERA_FRAMES,
     SIM_GROUND_TRUTH,
@@ -86,7 +86,7 @@ class VehicleRun:
 class ScenarioStreamer:
     """Runs one scenario for N vehicles on a service frame."""
 
-    def __init__(self, frame: ServiceFrame, options: SimulatorSettings, *, run_id: str,
+    def __init__(self, frame: ServiceRuntime, options: SimulatorSettings, *, run_id: str,
                  scenario: Scenario | None = None) -> None:
         self.frame = frame
         self.options = options

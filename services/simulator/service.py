@@ -6,8 +6,8 @@ import asyncio
 import logging
 import uuid
 
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import VEHICLE_CONTROL
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
@@ -16,10 +16,10 @@ from services.simulator.settings import SimulatorSettings
 log = logging.getLogger(__name__)
 
 
-def build(settings: Settings, bootstrap: str) -> ServiceFrame:
+def build(settings: Settings, bootstrap: str) -> ServiceRuntime:
     """The simulator service, configured by ROADSTREAM_SIM_*."""
     options = SimulatorSettings()
-    frame = ServiceFrame("simulator", settings, bootstrap)
+    frame = ServiceRuntime("simulator", settings, bootstrap)
     current: list[ScenarioStreamer] = []
 
     async def on_control(record: Record) -> None:

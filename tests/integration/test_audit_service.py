@@ -17,7 +17,7 @@ import pytest
 from services.audit.service import build
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditFilter, AuditStore, AuditStoreError, open_store
-from services.frame.events import safety_event
+from services.runtime.events import safety_event
 from services.messages import SafetyEvent, Severity
 from services.settings import Settings
 from tests.kafka_helpers import collect, header, produce

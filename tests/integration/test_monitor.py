@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import ControlMode, SafetyEvent
 from services.messages.examples import perception_objects, vehicle_control, vehicle_state
 from services.monitor.monitor import Monitor
@@ -26,7 +26,7 @@ SLACK_S = 0.4  # one 100 ms tick plus scheduling on a busy machine
 
 
 @pytest.fixture
-async def monitor(kafka_bootstrap: str, unique: str) -> AsyncIterator[tuple[ServiceFrame, Monitor]]:
+async def monitor(kafka_bootstrap: str, unique: str) -> AsyncIterator[tuple[ServiceRuntime, Monitor]]:
     options = MonitorSettings(start_from="latest", lag_interval_s=1.0)
     frame, mon = build_monitor(Settings(group_prefix=f"m{unique}"), kafka_bootstrap, options)
     await frame.start()
@@ -41,7 +41,7 @@ def state(vehicle: str) -> bytes:
                                               "run_id": "monitor-test"}).encode()
 
 
-def seen(frame: ServiceFrame, topic: str) -> bool:
+def seen(frame: ServiceRuntime, topic: str) -> bool:
     return (frame.registry.get_sample_value("roadstream_monitor_messages_total",
                                             {"topic": topic}) or 0) > 0
 
@@ -55,7 +55,7 @@ async def events_for(bootstrap: str, vehicle: str, wanted: set[str], count: int,
 
 
 async def test_stale_and_low_frequency_events_with_timing(
-        kafka_bootstrap: str, unique: str, monitor: tuple[ServiceFrame, Monitor]) -> None:
+        kafka_bootstrap: str, unique: str, monitor: tuple[ServiceRuntime, Monitor]) -> None:
     _, mon = monitor
     vehicle = f"ego-{unique}"
     key = vehicle.encode()
@@ -109,7 +109,7 @@ async def test_stale_and_low_frequency_events_with_timing(
 
 
 async def test_content_events_and_no_dead_letters_from_the_monitor(
-        kafka_bootstrap: str, unique: str, monitor: tuple[ServiceFrame, Monitor]) -> None:
+        kafka_bootstrap: str, unique: str, monitor: tuple[ServiceRuntime, Monitor]) -> None:
     frame, _ = monitor
     vehicle = f"veh-{unique}"
     now = time.time_ns()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import VEHICLE_STATE, SafetyEvent, VehicleState
 from services.messages.examples import vehicle_state
 from services.settings import Settings
@@ -80,7 +80,7 @@ async def test_a_binary_header_reaches_handlers_byte_for_byte(kafka_bootstrap: s
         (key, state(unique, 1), [("sig-mac", signature)]),
         (key, state(unique, 2), [("origin", b"test")]),
     ])
-    frame = ServiceFrame("binary", Settings(group_prefix=f"b{unique}"), kafka_bootstrap)
+    frame = ServiceRuntime("binary", Settings(group_prefix=f"b{unique}"), kafka_bootstrap)
     one: list[Record] = []
     many: list[Record] = []
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import FrameMeta, FrameRef, GroundTruth, VehicleControl
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
@@ -24,7 +24,7 @@ CCRS = "ccrs_30kph"
 
 
 async def stream(bootstrap: str, run_id: str, **options: Any) -> dict[str, Any]:
-    frame = ServiceFrame("simulator", Settings(group_prefix=f"g{run_id}"), bootstrap,
+    frame = ServiceRuntime("simulator", Settings(group_prefix=f"g{run_id}"), bootstrap,
                          run_id=run_id)
     streamer = ScenarioStreamer(frame, SimulatorSettings(**options), run_id=run_id)
     streamer.subscribe()

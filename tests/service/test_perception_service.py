@@ -14,7 +14,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from perception.detector import Detector
 from perception.model import build_detector
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import FrameMeta, PerceptionObjects, SafetyEvent
 from services.messages.examples import CALIBRATION
 from services.perception.service import build

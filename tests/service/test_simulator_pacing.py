@@ -8,7 +8,7 @@ from typing import Any
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import FrameMeta
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
@@ -19,7 +19,7 @@ TWO_CAMERAS = "cut_in"  # front and front_wide, both 20 Hz in a 20 Hz world
 
 
 async def frames_of(options: SimulatorSettings) -> tuple[dict[str, Any], list[FrameMeta]]:
-    frame = ServiceFrame("simulator", Settings(), "localhost:9092", run_id="pace")
+    frame = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="pace")
     seen: list[FrameMeta] = []
 
     @frame.broker.subscriber("camera.frames")

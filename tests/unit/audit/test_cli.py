@@ -13,7 +13,7 @@ import pytest
 from services.audit.store import open_store
 from services.cli.audit import format_time, parse_time
 from services.cli.main import main
-from services.frame.events import safety_event
+from services.runtime.events import safety_event
 from services.messages import SafetyEvent, Severity
 from tests.unit.audit.conftest import drop_guards, raw_sql
 

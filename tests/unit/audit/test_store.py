@@ -20,7 +20,7 @@ from services.audit.store import (
     Outcome,
     open_store,
 )
-from services.frame.events import safety_event
+from services.runtime.events import safety_event
 from services.messages import SafetyEvent, Severity
 from tests.postgres_server import PostgresServer
 from tests.unit.audit.conftest import drop_guards, raw_sql

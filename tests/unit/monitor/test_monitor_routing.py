@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import ControlMode, Severity
 from services.messages.examples import frame_meta, perception_objects, safety_event, vehicle_control
 from services.monitor.findings import (

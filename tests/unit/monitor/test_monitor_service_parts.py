@@ -9,8 +9,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
-from services.frame.delivery import Record
-from services.frame.service import ServiceFrame
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.messages import SafetyEvent, Severity
 from services.monitor.findings import TOPIC_ALIVE, Finding
 from services.monitor.metrics import MonitorMetrics
@@ -43,7 +43,7 @@ async def test_only_partitions_not_assigned_back_are_released() -> None:
 
 
 class FlakyFrame:
-    """Stands in for ServiceFrame.emit: fails while `down`."""
+    """Stands in for ServiceRuntime.emit: fails while `down`."""
 
     run_id = ""
 
@@ -64,7 +64,7 @@ def finding(n: int) -> Finding:
 async def test_events_of_a_failed_publish_wait_and_go_out_in_order() -> None:
     frame = FlakyFrame()
     registry = CollectorRegistry()
-    publisher = _Publisher(cast(ServiceFrame, frame), MonitorMetrics(registry))
+    publisher = _Publisher(cast(ServiceRuntime, frame), MonitorMetrics(registry))
     await publisher.publish([finding(0)])
     frame.down = True
     with pytest.raises(KafkaConnectionError):

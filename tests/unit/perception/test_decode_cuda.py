@@ -19,7 +19,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from perception.detector import Detector, frames_to_tensors
 from perception.model import build_detector
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages import PerceptionObjects
 from services.messages.examples import frame_meta
 from services.perception import decode as decode_module

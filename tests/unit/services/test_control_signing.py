@@ -11,7 +11,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.control.client import CommandRejected, CommandVerifier, VehicleControlClient
 from services.control.signing import SignatureError, sign, verify
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import SafetyEvent, VehicleControl
 from services.messages.examples import vehicle_control
 from services.settings import Settings
@@ -86,7 +86,7 @@ def test_unsigned_and_unknown_key_are_named() -> None:
 
 
 async def test_client_acts_on_good_commands_and_audits_each_rejection() -> None:
-    frame = ServiceFrame("vehicle", Settings(), "localhost:9092")
+    frame = ServiceRuntime("vehicle", Settings(), "localhost:9092")
     acted: list[VehicleControl] = []
     events: list[SafetyEvent] = []
     cmd = vehicle_control()

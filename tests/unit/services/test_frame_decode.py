@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.messages.examples import frame_meta
 from services.perception.decode import FrameError, decode_frame
 

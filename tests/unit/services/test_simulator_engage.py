@@ -3,7 +3,7 @@ holds the route until then, for at most `engage_within_s`."""
 
 from __future__ import annotations
 
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.messages import ControlMode, VehicleControl
 from services.messages.examples import vehicle_control
 from services.settings import Settings
@@ -16,7 +16,7 @@ FAR_FUTURE_NS = 2**62
 
 
 def streamer(**options: object) -> ScenarioStreamer:
-    frame = ServiceFrame("simulator", Settings(), "localhost:9092", run_id="engage")
+    frame = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="engage")
     opts = SimulatorSettings(scenario="free_cruise", loop="closed", clock="realtime", **options)
     return ScenarioStreamer(frame, opts, run_id="engage")
 

@@ -20,8 +20,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from services.frame.delivery import Record
-from services.frame.tracing import (
+from services.runtime.delivery import Record
+from services.runtime.tracing import (
     ExplicitParentMiddleware,
     Tracing,
     build_tracer_provider,

@@ -2,7 +2,7 @@
 
 A service is a thin loop over pure code::
 
-    frame = ServiceFrame("perception", settings, bootstrap)
+    frame = ServiceRuntime("perception", settings, bootstrap)
 
     @frame.consume(CAMERA_FRAMES)
     async def on_frame(record: Record) -> None:
@@ -37,10 +37,10 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.broker.clients import consumer_kwargs, security_kwargs
-from services.frame.delivery import Record, dead_letter_headers, is_infrastructure_error
-from services.frame.events import safety_event
-from services.frame.http import OpsServer
-from services.frame.tracing import Tracing
+from services.runtime.delivery import Record, dead_letter_headers, is_infrastructure_error
+from services.runtime.events import safety_event
+from services.runtime.http import OpsServer
+from services.runtime.tracing import Tracing
 from services.messages import SAFETY_EVENTS, EventRefs, Payload, Severity, TopicSpec
 from services.settings import Settings
 
@@ -119,7 +119,7 @@ class ServiceMetrics:
         self.service = service
 
 
-class ServiceFrame:
+class ServiceRuntime:
     """A roadstream service: FastStream app + Kafka broker + ops endpoint + DLQ policy."""
 
     def __init__(self, name: str, settings: Settings, bootstrap: str, *,

@@ -1,6 +1,6 @@
 """Tracing: one OpenTelemetry tracer provider per service, W3C trace context in Kafka headers.
 
-`ServiceFrame` puts FastStream's `KafkaTelemetryMiddleware` on its broker, so every consume
+`ServiceRuntime` puts FastStream's `KafkaTelemetryMiddleware` on its broker, so every consume
 and publish is a span and every published message carries a `traceparent` header: a publish
 inside a handler continues the consumed message's trace without any code in the handler.
 Where that automatic parent is not the right one, the service names the parent:
@@ -48,7 +48,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from services.frame.delivery import Record
+from services.runtime.delivery import Record
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def build_tracer_provider(service: str, settings: Settings, *,
         SERVICE_VERSION: _version(),
         SERVICE_INSTANCE_ID: f"{settings.client_id}-{service}@{socket.gethostname()}:{os.getpid()}",
     })
-    # shutdown_on_exit=False: ServiceFrame.stop shuts it down; an atexit hook per provider
+    # shutdown_on_exit=False: ServiceRuntime.stop shuts it down; an atexit hook per provider
     # would also keep every provider a test process ever built alive.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     if exporter is None and settings.otlp_endpoint is not None:

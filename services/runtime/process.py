@@ -28,7 +28,7 @@ from typing import IO, Any
 from pydantic import SecretStr
 
 from services.broker.embedded import die_with_parent
-from services.frame.service import ServiceFrame
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 
 PREFIX = "roadstream-service "
@@ -50,7 +50,7 @@ def plain_settings(settings: Settings) -> dict[str, Any]:
     return data
 
 
-async def serve_until_stdin_closes(frame: ServiceFrame, ready: Callable[[], dict[str, Any]],
+async def serve_until_stdin_closes(frame: ServiceRuntime, ready: Callable[[], dict[str, Any]],
                                    stopped: Callable[[], dict[str, Any]]) -> None:
     """Start ``frame``, report ready (with ``ready()``) once its consumers hold their
     partitions, serve until the parent closes stdin, stop, report ``stopped()``."""
