@@ -23,7 +23,9 @@ from services.messages import (
     VehicleControl,
     VehicleState,
 )
+from services.planning.convert import stack_config
 from services.planning.service import build
+from services.planning.settings import PlanningSettings
 from services.settings import Settings
 from tests.kafka_helpers import collect
 
@@ -51,10 +53,10 @@ async def test_stale_perception_gives_a_minimal_risk_stop_and_event_within_500ms
     vehicle = f"gate-{unique}"
     control = ControlSettings()
     # From the topics' ends: a backlog left by earlier tests would arrive stale and be skipped.
-    frame = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap, control=control,
-                  start_from="latest")
-    await frame.start()
-    assert await frame.wait_assigned()
+    runtime = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap, control=control,
+                    start_from="latest").runtime
+    await runtime.start()
+    assert await runtime.wait_assigned()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
     await producer.start()
     try:
@@ -70,7 +72,7 @@ async def test_stale_perception_gives_a_minimal_risk_stop_and_event_within_500ms
         await producer.flush()
     finally:
         await producer.stop()
-        await frame.stop()
+        await runtime.stop()
 
     records = await collect(kafka_bootstrap, "vehicle.control", lambda r: r.key == vehicle.encode(),
                             10_000, timeout_s=3)
@@ -81,7 +83,7 @@ async def test_stale_perception_gives_a_minimal_risk_stop_and_event_within_500ms
     assert any(c.mode == "normal" for c in commands)
     stops = [c for c in commands if c.mode != "normal" and c.stamp_ns > last_perception_ns]
     assert stops, "the gate should command a minimal-risk stop"
-    timeout_ns = frame.planning.gate_config.perception_timeout_ns  # type: ignore[attr-defined]
+    timeout_ns = stack_config(PlanningSettings(), control).gate.perception_timeout_ns
     went_stale = last_perception_ns + timeout_ns
     assert stops[0].stamp_ns - went_stale <= 500_000_000
     assert stops[0].mode == "comfortable_stop"  # the car is far: no emergency

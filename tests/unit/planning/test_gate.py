@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from common.control import ControlCommand
 from planning.gate import (
     PERCEPTION,
     PLANNER,
@@ -17,10 +18,9 @@ from planning.gate import (
     GateOutput,
 )
 from planning.limits import ACCEL, CommandLimits
-from planning.types import ControlCommand
-from services.planning.service import build
+from services.control.settings import ControlSettings
+from services.planning.convert import stack_config
 from services.planning.settings import PlanningSettings
-from services.settings import Settings
 
 MS = 1_000_000
 TICK_NS = 50 * MS
@@ -236,8 +236,8 @@ def test_startup_without_inputs_is_a_stop() -> None:
 
 def test_the_perception_timeout_follows_a_slower_camera() -> None:
     def timeout_ms(**options: float) -> float:
-        frame = build(Settings(), "127.0.0.1:9", options=PlanningSettings(**options))
-        return frame.planning.gate_config.perception_timeout_ns / 1e6  # type: ignore[attr-defined]
+        config = stack_config(PlanningSettings(**options), ControlSettings())
+        return config.gate.perception_timeout_ns / 1e6
 
     assert timeout_ms() == pytest.approx(200.0)  # 4 periods of the registry's 20 Hz
     assert timeout_ms(perception_rate_hz=10.0) == pytest.approx(400.0)

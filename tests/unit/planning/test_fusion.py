@@ -1,4 +1,8 @@
-"""Wire contract → planner types: relative motion from perception becomes motion over ground."""
+"""Fusion: relative motion from perception becomes motion over the ground.
+
+The inputs are built as the wire messages a vehicle sends and converted as the planning
+service converts them (services/planning/convert.py), so these also cover the conversion.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,34 @@ import math
 
 import pytest
 
+from planning import fusion
 from planning.ground_motion import Coasted, GroundMotion
 from planning.types import ObjectClass as PlannerClass
-from services.messages import DetectedObject, FrameRef, ObjectClass, Pose2D, Vec2, Vec3
+from planning.types import Obstacle
+from services.messages import (
+    DetectedObject,
+    FrameRef,
+    ObjectClass,
+    PerceptionObjects,
+    Pose2D,
+    Vec2,
+    Vec3,
+    VehicleState,
+)
 from services.messages.examples import perception_objects, vehicle_state
 from services.planning import convert
+
+
+def obstacle(obj: DetectedObject, state: VehicleState) -> Obstacle | None:
+    return fusion.obstacle(convert.seen_object(obj), convert.vehicle_input(state))
+
+
+def obstacles(results: list[PerceptionObjects], state: VehicleState,
+              motion: GroundMotion | None = None,
+              states: dict[int, VehicleState] | None = None) -> list[Obstacle]:
+    inputs = None if states is None else {k: convert.vehicle_input(v) for k, v in states.items()}
+    return fusion.obstacles([convert.camera_objects(r) for r in results],
+                            convert.vehicle_input(state), motion, inputs)
 
 
 def car(x: float, y: float, vx: float, vy: float, ax: float | None = None) -> DetectedObject:
@@ -25,7 +52,7 @@ def test_a_parked_car_stands_still_while_the_ego_turns() -> None:
     # move back at 14 m/s and to the right at 4 m/s (and forward by ω·y) in the ego frame.
     state = vehicle_state().model_copy(update={"speed_mps": 14.0, "yaw_rate_radps": 0.1})
     omega, x, y = 0.1, 40.0, 1.0
-    o = convert.obstacle(car(x, y, vx=-14.0 + omega * y, vy=-omega * x), state)
+    o = obstacle(car(x, y, vx=-14.0 + omega * y, vy=-omega * x), state)
     assert o is not None
     assert (o.vx_mps, o.vy_mps) == pytest.approx((0.0, 0.0), abs=1e-9)
 
@@ -33,14 +60,14 @@ def test_a_parked_car_stands_still_while_the_ego_turns() -> None:
 def test_a_resolved_acceleration_adds_the_egos_own_an_unresolved_one_is_none() -> None:
     # The ego brakes at 2 m/s², the lead's relative acceleration resolved at -1: it brakes at 3.
     state = vehicle_state().model_copy(update={"accel_mps2": -2.0})
-    o = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=-1.0), state)
+    o = obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=-1.0), state)
     assert o is not None
     assert o.ax_mps2 == pytest.approx(-3.0)
     assert o.vx_mps == pytest.approx(state.speed_mps)
     # Perception's 0 is "not resolved": not the ego's braking (or every car ahead would brake
     # whenever the ego does, and the ego brake harder for it).
     for ax in (0.0, None):
-        unknown = convert.obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=ax), state)
+        unknown = obstacle(car(20.0, 0.0, vx=0.0, vy=0.0, ax=ax), state)
         assert unknown is not None
         assert unknown.ax_mps2 == 0.0
 
@@ -64,7 +91,7 @@ def _drive(lead_accel_mps2: float, ego_accel_mps2: float) -> list[float]:
         result = perception_objects().model_copy(update={
             "objects": [car(lead_x - ego_x, 0.0, vx=lead_v - ego_v, vy=0.0, ax=0.0)],
             "source": FrameRef(seq=k, stamp_ns=stamp)})
-        (o,) = convert.obstacles([result], s, motion, {stamp: s})
+        (o,) = obstacles([result], s, motion, {stamp: s})
         seen.append(o.ax_mps2)
         ego_x, ego_v = ego_x + ego_v * 0.05, max(0.0, ego_v + ego_a * 0.05)
         lead_x, lead_v = lead_x + lead_v * 0.05, max(0.0, lead_v + lead_accel_mps2 * 0.05)
@@ -86,19 +113,19 @@ def test_unranged_objects_are_left_out() -> None:
     result = perception_objects()
     unranged = result.objects[0].model_copy(update={"position_m": None})
     mixed = result.model_copy(update={"objects": [result.objects[0], unranged]})
-    assert len(convert.obstacles([mixed], vehicle_state())) == 1
+    assert len(obstacles([mixed], vehicle_state())) == 1
 
 
 def test_closest_in_path_gives_the_nearest_object_ahead_and_its_speed_over_ground() -> None:
     state = vehicle_state().model_copy(update={"speed_mps": 20.0, "yaw_rate_radps": 0.0})
-    lead = convert.obstacle(car(35.0, 0.4, vx=-5.0, vy=0.0), state)  # 15 m/s over ground
-    far = convert.obstacle(car(60.0, 0.0, vx=0.0, vy=0.0), state)
-    beside = convert.obstacle(car(10.0, 3.5, vx=0.0, vy=0.0), state)  # the next lane
-    behind = convert.obstacle(car(-8.0, 0.0, vx=0.0, vy=0.0), state)
+    lead = obstacle(car(35.0, 0.4, vx=-5.0, vy=0.0), state)  # 15 m/s over ground
+    far = obstacle(car(60.0, 0.0, vx=0.0, vy=0.0), state)
+    beside = obstacle(car(10.0, 3.5, vx=0.0, vy=0.0), state)  # the next lane
+    behind = obstacle(car(-8.0, 0.0, vx=0.0, vy=0.0), state)
     found = [o for o in (lead, far, beside, behind) if o is not None]
-    assert convert.closest_in_path(found) == pytest.approx((35.0, 15.0))
-    assert convert.closest_in_path([o for o in found if o is not lead]) == pytest.approx((60.0, 20.0))
-    assert convert.closest_in_path([]) is None
+    assert fusion.closest_in_path(found) == pytest.approx((35.0, 15.0))
+    assert fusion.closest_in_path([o for o in found if o is not lead]) == pytest.approx((60.0, 20.0))
+    assert fusion.closest_in_path([]) is None
 
 
 def test_with_world_filters_a_lagging_relative_velocity_does_not_slide_a_parked_car() -> None:
@@ -119,8 +146,8 @@ def test_with_world_filters_a_lagging_relative_velocity_does_not_slide_a_parked_
         seen = car(c * dx + s * dy, -s * dx + c * dy, vx=-14.0, vy=0.0)
         result = perception_objects().model_copy(update={
             "objects": [seen], "source": FrameRef(seq=i, stamp_ns=stamp)})
-        naive = convert.obstacles([result], state)[0]
-        filtered = convert.obstacles([result], state, motion, {stamp: state})[0]
+        naive = obstacles([result], state)[0]
+        filtered = obstacles([result], state, motion, {stamp: state})[0]
         x, y = x + 14.0 * c / 20, y + 14.0 * s / 20
         yaw += state.yaw_rate_radps / 20
     assert naive.vy_mps > 3.0  # ω·x with x ≈ 40 m
@@ -138,14 +165,14 @@ def test_a_track_missing_from_the_result_is_planned_with_while_it_coasts() -> No
         result = perception_objects().model_copy(update={
             "objects": [beside], "source": FrameRef(seq=i, stamp_ns=stamp)})
         state = base.model_copy(update={"stamp_ns": stamp})
-        assert len(convert.obstacles([result], state, motion, {stamp: state})) == 1
+        assert len(obstacles([result], state, motion, {stamp: state})) == 1
     stamp += 500_000_000
     empty = perception_objects().model_copy(update={
         "objects": [], "source": FrameRef(seq=99, stamp_ns=stamp)})
     state = base.model_copy(update={"stamp_ns": stamp})
-    (ghost,) = convert.obstacles([empty], state, motion, {stamp: state})
+    (ghost,) = obstacles([empty], state, motion, {stamp: state})
     assert (ghost.x_m, ghost.y_m) == pytest.approx((6.0, -3.5), abs=0.2)
-    assert convert.obstacles([empty], state) == []  # without the filters: forgotten
+    assert obstacles([empty], state) == []  # without the filters: forgotten
 
 
 @pytest.mark.parametrize(("lane_index", "seen_y_m", "coasted_y_m"), [
@@ -167,13 +194,13 @@ def test_a_coasted_car_is_placed_on_its_lane_centre(lane_index: int, seen_y_m: f
         result = perception_objects().model_copy(update={
             "objects": [beside], "source": FrameRef(seq=i, stamp_ns=stamp)})
         state = base.model_copy(update={"stamp_ns": stamp})
-        (seen,) = convert.obstacles([result], state, motion, {stamp: state})
+        (seen,) = obstacles([result], state, motion, {stamp: state})
         assert seen.y_m == pytest.approx(seen_y_m)  # a car in view is where perception says
     stamp += 500_000_000
     empty = perception_objects().model_copy(update={
         "objects": [], "source": FrameRef(seq=99, stamp_ns=stamp)})
     state = base.model_copy(update={"stamp_ns": stamp})
-    (ghost,) = convert.obstacles([empty], state, motion, {stamp: state})
+    (ghost,) = obstacles([empty], state, motion, {stamp: state})
     assert (ghost.x_m, ghost.y_m) == pytest.approx((6.0, coasted_y_m), abs=0.05)
 
 
@@ -188,7 +215,7 @@ def test_a_coasted_car_moves_along_its_lane_not_along_the_egos_old_heading() -> 
                                                  "lateral_offset_m": 0.0})})
     ghost = Coasted(("front", 1), PlannerClass.CAR, (5.0, -3.35),
                     (25.0 * math.cos(0.03), 25.0 * math.sin(0.03)), keeps_lane=True)
-    (obstacle,) = convert.coasted([ghost], state)
+    (obstacle,) = fusion.coasted([ghost], convert.vehicle_input(state))
     # In the ego's axes the lane runs 0.03 rad to the right: so does the car.
     assert math.atan2(obstacle.vy_mps, obstacle.vx_mps) == pytest.approx(-0.03, abs=1e-3)
     assert math.hypot(obstacle.vx_mps, obstacle.vy_mps) == pytest.approx(25.0, abs=0.05)
