@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # --- topics
     topic_partitions: int = Field(default=3, ge=1, le=1024, description="Partitions per topic.")
     topic_replication: int = Field(default=1, ge=1, le=16, description="Replication factor.")
+    topic_min_insync_replicas: int | None = Field(
+        default=None, ge=1, le=16,
+        description="min.insync.replicas of the topics roadstream creates (with acks=all, a "
+                    "write needs this many replicas); None = the cluster's default.")
     max_message_bytes: int = Field(default=8 << 20, ge=1 << 20, le=64 << 20,
                                    description="Largest message produced or fetched [bytes].")
     fetch_wait_ms: int = Field(
@@ -137,6 +141,10 @@ class Settings(BaseSettings):
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        min_isr = self.topic_min_insync_replicas
+        if min_isr is not None and min_isr > self.topic_replication:
+            raise ValueError(f"topic_min_insync_replicas={min_isr} exceeds topic_replication="
+                             f"{self.topic_replication}: no write could ever be acknowledged")
         return self
 
     @property

@@ -1,9 +1,10 @@
 """Kafka client options that work on Apache Kafka and on the embedded broker alike.
 
-The embedded broker implements neither idempotent producers nor transactions (InitProducerId
-fails), so producers run with `enable_idempotence=False`, `acks="all"` and no transactional
-id; delivery is at-least-once and consumers remove duplicates by ids. On Apache Kafka these
-settings are valid too; they only give up broker-side de-duplication of producer retries.
+Producers use `acks="all"` and no transactional id. Idempotence is on where the cluster grants
+it (Apache Kafka) and off where it does not (the embedded broker has no working
+InitProducerId): `services.broker.producers` asks the cluster and passes the answer to
+`producer_kwargs`. Delivery is at-least-once either way and consumers remove duplicates by ids;
+idempotence only spares them the duplicates of producer retries.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import ssl
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
@@ -44,11 +44,15 @@ def security_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def producer_kwargs(settings: Settings) -> dict[str, Any]:
-    """Producer options: acks=all, no idempotence, large messages (camera frames)."""
+def producer_kwargs(settings: Settings, *, idempotent: bool = False) -> dict[str, Any]:
+    """Producer options: acks=all, large messages (camera frames), idempotence as given.
+
+    `idempotent` must come from the cluster (`services.broker.producers.probe_idempotence`):
+    a producer with idempotence on does not start on a broker that refuses InitProducerId.
+    """
     return {
         "acks": "all",
-        "enable_idempotence": False,
+        "enable_idempotence": idempotent,
         "max_request_size": settings.max_message_bytes,
         "linger_ms": 0,
         "request_timeout_ms": 30_000,
@@ -122,9 +126,21 @@ async def _close_quietly(admin: AIOKafkaAdminClient) -> None:
         return
 
 
+def topic_configs(settings: Settings) -> dict[str, str]:
+    """Per-topic configuration of the topics roadstream creates."""
+    configs = {"max.message.bytes": str(settings.max_message_bytes)}
+    if settings.topic_min_insync_replicas is not None:
+        configs["min.insync.replicas"] = str(settings.topic_min_insync_replicas)
+    return configs
+
+
 async def ensure_topics(settings: Settings, bootstrap: str,
                         topics: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
-    """Create missing topics with the configured partitions; return the names created."""
+    """Create missing topics with the configured partitions; return the names created.
+
+    Replication and (when set) `min.insync.replicas` come from the settings; existing topics
+    are left as they are.
+    """
     admin = AIOKafkaAdminClient(**client_kwargs(settings, bootstrap, "admin"))
     await admin.start()
     try:
@@ -132,7 +148,7 @@ async def ensure_topics(settings: Settings, bootstrap: str,
         new = [
             NewTopic(t.name, num_partitions=settings.topic_partitions,
                      replication_factor=settings.topic_replication,
-                     topic_configs={"max.message.bytes": str(settings.max_message_bytes)})
+                     topic_configs=topic_configs(settings))
             for t in topics if t.name not in existing
         ]
         if new:
@@ -141,7 +157,3 @@ async def ensure_topics(settings: Settings, bootstrap: str,
     finally:
         await admin.close()
 
-
-def make_producer(settings: Settings, bootstrap: str, role: str) -> AIOKafkaProducer:
-    """A producer with the shared options (start it yourself)."""
-    return AIOKafkaProducer(**client_kwargs(settings, bootstrap, role), **producer_kwargs(settings))

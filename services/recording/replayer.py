@@ -20,7 +20,7 @@ from typing import Protocol, Self
 
 from aiokafka import AIOKafkaProducer
 
-from services.broker.clients import make_producer
+from services.broker.producers import open_producer
 from services.messages import CAMERA_FRAMES, Calibration, FrameMeta
 from services.recording.envelope import KafkaRecord
 from services.recording.sources import FrameSource, default_calibration
@@ -44,14 +44,22 @@ class KafkaPublisher:
     """A Publisher on an aiokafka producer (acks=all; records keep their per-partition order)."""
 
     def __init__(self, settings: Settings, bootstrap: str) -> None:
-        self._producer: AIOKafkaProducer = make_producer(settings, bootstrap, "replay")
+        self._settings = settings
+        self._bootstrap = bootstrap
+        self._started: AIOKafkaProducer | None = None
         self._pending: set[asyncio.Future[object]] = set()
         self._error: BaseException | None = None
         self.sent = 0
 
     async def __aenter__(self) -> Self:
-        await self._producer.start()
+        self._started = await open_producer(self._settings, self._bootstrap, "replay")
         return self
+
+    @property
+    def _producer(self) -> AIOKafkaProducer:
+        if self._started is None:
+            raise RuntimeError("KafkaPublisher is used outside `async with`")
+        return self._started
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
