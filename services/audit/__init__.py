@@ -1,1 +1,1 @@
-"""The safety audit trail: safety.events into an append-only, hash-chained database."""
+"""The safety audit trail: safety.events into an append-only, keyed (HMAC) chain, anchored."""

@@ -3,13 +3,17 @@
 A back-end owns one connection and knows its dialect: how to open it, create the schema,
 take the chain-head lock for a write transaction, and stream a large result. The store
 (services/audit/store.py) writes the SQL once with `?` placeholders.
+
+Schema v2 (keyed) has two tables: `audit_events`, the chain, and `audit_meta`, name/value
+pairs written once when the trail is created (schema_version, trail_id, key_check). A
+database with `audit_events` but no `audit_meta` is a schema v1 (unkeyed) trail.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -17,14 +21,18 @@ from urllib.parse import urlsplit, urlunsplit
 from services.settings import SettingsError
 
 TABLE = "audit_events"
+META = "audit_meta"
 #: Columns people filter on; each gets an index.
 INDEXED = ("stamp_ns", "type", "severity", "vehicle_id", "source")
-APPEND_ONLY = "audit_events is append-only"
 SCAN_BATCH = 2000
 
 
 class AuditUrlError(SettingsError):
     """An audit URL that names no supported database, or a driver that is missing."""
+
+
+class AuditKeyError(SettingsError):
+    """The audit key is missing or unreadable, or it is not the key the trail was written with."""
 
 
 class AuditStoreError(RuntimeError):
@@ -55,6 +63,10 @@ def _table_ddl(int_type: str) -> str:
     )"""
 # prev_hash is UNIQUE: two rows can never hang off the same parent, so even a writer that
 # bypassed the head lock could not fork the chain; it would fail its insert instead.
+
+
+_META_DDL = "CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_META_INSERT = "INSERT INTO audit_meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
 
 
 def _index_ddl() -> list[str]:
@@ -97,13 +109,40 @@ class Backend:
         """Stream the rows of a query without loading them all (one consistent snapshot)."""
         raise NotImplementedError
 
-    def has_table(self) -> bool:
-        """True when the audit table exists."""
+    def has_table(self, name: str = TABLE) -> bool:
+        """True when the table (default: the audit table) exists."""
         raise NotImplementedError
 
-    def ensure_schema(self) -> None:
-        """Create the table, indexes and append-only triggers when missing."""
+    def ensure_schema(self, meta: Mapping[str, str]) -> None:
+        """Create the tables, indexes and append-only triggers when missing, then store the
+        `meta` pairs that are not stored yet (the first creator's values win)."""
         raise NotImplementedError
+
+    def meta(self) -> dict[str, str]:
+        """The audit_meta pairs; empty when there is no such table (schema v1, or no trail)."""
+        if not self.has_table(META):
+            return {}
+        return {str(n): str(v) for n, v in self.execute("SELECT name, value FROM audit_meta")}
+
+    def schema_version(self) -> int | None:
+        """None: no audit trail here; 1: an unkeyed (v1) trail; else audit_meta's version.
+
+        Raises AuditStoreError when audit_meta holds no readable version.
+        """
+        if not self.has_table():
+            return None
+        meta = self.meta()
+        if not meta:
+            return 1
+        version = meta.get("schema_version", "")
+        if not version.isdigit():
+            raise AuditStoreError(f"audit database {self.url}: {META} holds no readable "
+                                  f"schema_version ({version!r})")
+        return int(version)
+
+    def row_count(self) -> int:
+        """Rows in the audit table."""
+        return int(self.execute("SELECT count(*) FROM audit_events").fetchone()[0])
 
     def reconnect_if_broken(self) -> None:
         """Open a fresh connection when the server dropped the old one."""
@@ -165,20 +204,22 @@ class SqliteBackend(Backend):
         finally:
             cursor.close()
 
-    def has_table(self) -> bool:
+    def has_table(self, name: str = TABLE) -> bool:
         row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                                (TABLE,)).fetchone()
+                                (name,)).fetchone()
         return row is not None
 
-    def ensure_schema(self) -> None:
-        statements = [_table_ddl("INTEGER"), *_index_ddl()]
-        statements += [f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_no_{op.lower()}
-                           BEFORE {op} ON {TABLE}
-                           BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"""
-                       for op in ("UPDATE", "DELETE")]
+    def ensure_schema(self, meta: Mapping[str, str]) -> None:
+        statements = [_table_ddl("INTEGER"), *_index_ddl(), _META_DDL]
+        statements += [f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()}
+                           BEFORE {op} ON {table}
+                           BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+                       for table in (TABLE, META) for op in ("UPDATE", "DELETE")]
         with self.write_transaction():
             for statement in statements:
                 self.conn.execute(statement)
+            for pair in meta.items():
+                self.conn.execute(_META_INSERT, pair)
 
     def close(self) -> None:
         self.conn.close()
@@ -234,31 +275,38 @@ class PostgresBackend(Backend):
             cursor.execute(self.sql(text), tuple(params))
             yield from cursor
 
-    def has_table(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()
+    def has_table(self, name: str = TABLE) -> bool:
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         return bool(row and row[0])
 
-    def ensure_schema(self) -> None:
+    def ensure_schema(self, meta: Mapping[str, str]) -> None:
         # Only what is missing is created, so a service role that may INSERT and SELECT but
-        # not own the table (the DBA created it) starts fine.
+        # not own the tables (the DBA created them) starts fine.
         with self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.SCHEMA_LOCK,))
             if not self.has_table():
                 self.conn.execute(_table_ddl("BIGINT"))
                 for statement in _index_ddl():
                     self.conn.execute(statement)
-            names = {r[0] for r in self.conn.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", (TABLE,))}
-            wanted = {f"{TABLE}_no_change": "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW",
-                      f"{TABLE}_no_truncate": "BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"}
-            missing = {n: w for n, w in wanted.items() if n not in names}
+            if not self.has_table(META):
+                self.conn.execute(_META_DDL)
+            missing: dict[str, str] = {}
+            for table in (TABLE, META):
+                names = {r[0] for r in self.conn.execute(
+                    "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass", (table,))}
+                wanted = {f"{table}_no_change": f"BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW",
+                          f"{table}_no_truncate": f"BEFORE TRUNCATE ON {table} FOR EACH STATEMENT"}
+                missing |= {n: w for n, w in wanted.items() if n not in names}
             if missing:
+                # One function for both tables; TG_TABLE_NAME names the table refused.
                 self.conn.execute(f"""CREATE OR REPLACE FUNCTION {TABLE}_append_only()
                     RETURNS trigger LANGUAGE plpgsql AS
-                    $$ BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$""")
+                    $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$""")
             for name, when in missing.items():
-                self.conn.execute(f"CREATE TRIGGER {name} {when.format(t=TABLE)} "
+                self.conn.execute(f"CREATE TRIGGER {name} {when} "
                                   f"EXECUTE FUNCTION {TABLE}_append_only()")
+            for pair in meta.items():
+                self.execute(_META_INSERT, pair)
 
     def reconnect_if_broken(self) -> None:
         if self.conn.closed or self.conn.broken:
@@ -270,6 +318,28 @@ class PostgresBackend(Backend):
         self.conn.close()
 
 
+def sqlite_path(url: str) -> str | None:
+    """The SQLite file an audit URL names, or None for a PostgreSQL URL.
+
+    `sqlite:///relative/path.db`, `sqlite:////absolute/path.db` or a bare file path.
+    AuditUrlError for a malformed SQLite URL or an unsupported scheme.
+    """
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if not path.startswith("/"):
+            raise AuditUrlError(f"audit URL {url!r}: write sqlite:///relative.db or "
+                                "sqlite:////absolute.db")
+        if not path[1:]:
+            raise AuditUrlError(f"audit URL {url!r} names no file")
+        return path[1:]
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return None
+    if "://" in url or not url:
+        raise AuditUrlError(f"audit URL {redact(url)!r}: use sqlite:///PATH, a file path, or "
+                            "postgresql://USER:PASSWORD@HOST:PORT/DB")
+    return url
+
+
 def open_backend(url: str, *, create: bool, busy_timeout_s: float = 30.0) -> Backend:
     """Connect to the audit database an URL names.
 
@@ -278,18 +348,7 @@ def open_backend(url: str, *, create: bool, busy_timeout_s: float = 30.0) -> Bac
     missing SQLite file raises FileNotFoundError instead of being created. AuditUrlError for
     an unsupported scheme or a missing driver.
     """
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if not path.startswith("/"):
-            raise AuditUrlError(f"audit URL {url!r}: write sqlite:///relative.db or "
-                                "sqlite:////absolute.db")
-        path = path[1:]
-        if not path:
-            raise AuditUrlError(f"audit URL {url!r} names no file")
-        return SqliteBackend(url, path, create=create, busy_timeout_s=busy_timeout_s)
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+    path = sqlite_path(url)
+    if path is None:
         return PostgresBackend(url, connect_timeout_s=busy_timeout_s)
-    if "://" in url or not url:
-        raise AuditUrlError(f"audit URL {redact(url)!r}: use sqlite:///PATH, a file path, or "
-                            "postgresql://USER:PASSWORD@HOST:PORT/DB")
-    return SqliteBackend(url, url, create=create, busy_timeout_s=busy_timeout_s)
+    return SqliteBackend(url, path, create=create, busy_timeout_s=busy_timeout_s)

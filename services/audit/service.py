@@ -11,11 +11,16 @@ the two redelivers the event, and the store's idempotency by event id turns the 
 into a no-op. A database that cannot be reached is not the event's fault: the record is
 not committed (nor dead-lettered) and comes back after `retry_backoff_s`. An event that
 is not a valid SafetyEvent goes to `safety.events.dlq` like any bad input.
+
+Tamper evidence: rows are MAC'd with the audit key, and the head is anchored to the anchor
+file every `anchor_every_rows` rows, every `anchor_every_s` seconds while it moves, and at
+stop (services/audit/chain.py, anchor.py, trail.py; docs/audit.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -23,11 +28,12 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.audit.settings import AuditSettings, load_audit_settings
-from services.audit.store import AuditStore, AuditStoreError, Outcome, open_store
+from services.audit.store import AuditStore, AuditStoreError, Outcome, UnkeyedTrailError
+from services.audit.trail import open_trail
+from services.messages import SAFETY_EVENTS, EventRefs, SafetyEvent, Severity
 from services.runtime.delivery import Record
 from services.runtime.events import safety_event
 from services.runtime.service import ServiceRuntime
-from services.messages import SAFETY_EVENTS, EventRefs, SafetyEvent, Severity
 from services.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -94,29 +100,58 @@ class AuditService(ServiceRuntime):
             refs=EventRefs(topic=record.topic, partition=record.partition,
                            offset=record.offset), run_id=self.run_id))
 
+    async def anchor_loop(self, stop: asyncio.Event) -> None:
+        """Anchor the head every `anchor_every_s` while it moves, until the service stops.
+
+        A database or file failure is logged and tried again next time: anchoring never stops
+        the service (the closing anchor comes from `stop`).
+        """
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.options.anchor_every_s)
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self.store.anchor)
+            except AuditStoreError as exc:
+                log.error("audit: periodic anchor skipped: %s", exc)
+
     async def stop(self) -> None:
-        """Stop consuming (in-flight writes finish), then close the database."""
+        """Stop consuming (in-flight writes finish), then anchor the head and close the database."""
         try:
             await super().stop()
         finally:
-            self.store.close()
+            await asyncio.to_thread(self.store.close)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Serve until SIGINT/SIGTERM (or `stop`); once the consumer has drained, anchor the
+        head and close the database (the store outlives every handler that may write)."""
+        try:
+            await super().run(stop)
+        finally:
+            await asyncio.to_thread(self.store.close)
 
 
 def build(settings: Settings, bootstrap: str, *, options: AuditSettings | None = None,
           **frame_kwargs: Any) -> AuditService:
     """The audit service on a frame, its store opened (schema created when missing).
 
-    `options` defaults to `ROADSTREAM_AUDIT_*`. Raises SettingsError for a bad URL, and
-    AuditStartupError (a SettingsError) when the database cannot be opened.
+    `options` defaults to `ROADSTREAM_AUDIT_*`. Raises SettingsError for a bad URL, a
+    missing or wrong key or no anchor file, and AuditStartupError (a SettingsError) when the
+    database cannot be opened or holds an unkeyed (schema v1) trail.
     """
     options = options or load_audit_settings()
     try:
-        store = open_store(options.url, busy_timeout_s=options.busy_timeout_s)
+        store = open_trail(options, create=True)
+    except UnkeyedTrailError as exc:
+        raise AuditStartupError(f"{exc}; point ROADSTREAM_AUDIT_URL at a new database") from exc
     except AuditStoreError as exc:
         raise AuditStartupError(f"{exc} (check ROADSTREAM_AUDIT_URL and that the database "
                                 "is up)") from exc
-    log.info("audit: writing to %s", store.url)
+    assert store.anchors is not None  # open_trail always names one
+    log.info("audit: writing to %s, anchoring to %s", store.url, store.anchors.path)
     service = AuditService(settings, bootstrap, store, options, **frame_kwargs)
+    service.background(service.anchor_loop)
 
     @service.consume(SAFETY_EVENTS)
     async def on_event(record: Record) -> None:

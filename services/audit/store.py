@@ -1,38 +1,55 @@
-"""The audit store: an append-only, hash-chained table of safety events (SQLite or PostgreSQL).
+"""The audit store: an append-only, keyed-chain table of safety events (SQLite or PostgreSQL).
 
-    store = open_store("sqlite:///runs/audit.db")
+    store = open_store("sqlite:///runs/audit.db", key=key, anchors=AnchorLog(path))
     store.append(event)            # idempotent by event id: a redelivery adds nothing
-    store.verify().ok              # recompute the whole chain
+    store.verify().ok              # recompute the whole chain, check it against the anchors
     store.query(AuditFilter(severity="critical"))
 
 One write transaction reads the chain head and inserts the new row while holding the
 database's write lock (SQLite BEGIN IMMEDIATE; PostgreSQL a self-exclusive table lock), so
-writers in several processes append one after another and the chain never forks. The
-hash chain itself is defined in services/audit/chain.py.
+writers in several processes append one after another and the chain never forks. After it
+commits, the writer anchors the head when `anchor_every_rows` rows or `anchor_every_s`
+seconds have passed, and again when it closes. The chain and the anchors are defined in
+services/audit/chain.py; services/audit/trail.py opens a store from the settings.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
+from services.audit.anchor import AnchorLog
 from services.audit.backends import (
     TABLE,
+    AuditKeyError,
     AuditStoreError,
     AuditUrlError,
     Backend,
     open_backend,
 )
-from services.audit.chain import GENESIS, AuditRow, VerifyResult, canonical_json, row_hash, verify_rows
+from services.audit.chain import (
+    GENESIS,
+    SCHEMA_VERSION,
+    AuditRow,
+    VerifyResult,
+    canonical_json,
+    key_check,
+    row_hash,
+    verify_trail,
+)
 from services.messages import SafetyEvent
 
-__all__ = ["AuditFilter", "AuditStore", "AuditStoreError", "AuditUrlError", "Outcome",
-           "open_store"]
+__all__ = ["AuditFilter", "AuditKeyError", "AuditStore", "AuditStoreError", "AuditUrlError",
+           "Outcome", "UnkeyedTrailError", "open_store"]
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,6 +64,13 @@ _INSERT = ("INSERT INTO audit_events (seq, event_id, stamp_ns, vehicle_id, sourc
            "severity, event_json, prev_hash, row_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
            "ON CONFLICT (event_id) DO NOTHING")
 _COUNT = "SELECT count(*) FROM audit_events"
+
+
+class UnkeyedTrailError(AuditStoreError):
+    """A schema v1 trail (plain SHA-256, no key) opened to write: it cannot be continued."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"unkeyed chain (schema v1): {reason}")
 
 
 class Outcome(StrEnum):
@@ -108,11 +132,31 @@ def event_document(event: SafetyEvent) -> dict[str, Any]:
 
 
 class AuditStore:
-    """The audit trail in one database; safe to share between threads of one process."""
+    """The audit trail in one database; safe to share between threads of one process.
 
-    def __init__(self, backend: Backend) -> None:
+    `key` MACs the rows (needed to append and to verify, not to query); `anchors` is the
+    anchor file verify checks, and a `writer` appends to. `meta` holds the trail's
+    audit_meta pairs (empty for a schema v1 trail).
+    """
+
+    def __init__(self, backend: Backend, *, key: bytes | None = None,
+                 anchors: AnchorLog | None = None, writer: bool = False) -> None:
         self.backend = backend
+        self.key = key
+        self.anchors = anchors
+        self.writer = writer
+        self.meta = backend.meta()
         self._lock = threading.RLock()
+
+    @property
+    def schema_version(self) -> int:
+        """1 for an unkeyed trail (no audit_meta), else audit_meta's schema_version."""
+        return int(self.meta.get("schema_version", "1"))
+
+    @property
+    def trail_id(self) -> str:
+        """The id the trail got when it was created (in every anchor); empty for v1."""
+        return self.meta.get("trail_id", "")
 
     @property
     def url(self) -> str:
@@ -148,6 +192,7 @@ class AuditStore:
             if event.stamp_ns >= MAX_STAMP_NS:
                 raise ValueError(f"event {event.event_id}: stamp_ns {event.stamp_ns} does not "
                                  "fit a signed 64-bit column")
+        key = self._key()
         outcomes: list[Outcome] = []
         with self._lock:
             self.backend.reconnect_if_broken()
@@ -165,7 +210,7 @@ class AuditStore:
                     fields = {"seq": seq, "event_id": event_id, "stamp_ns": event.stamp_ns,
                               "vehicle_id": event.vehicle_id, "source": event.source,
                               "type": event.type, "severity": str(event.severity)}
-                    digest = row_hash(prev, fields, event_json)
+                    digest = row_hash(key, prev, fields, event_json)
                     # The id check above already ran under the write lock; ON CONFLICT keeps
                     # the insert idempotent even so, and a row that was not written must not
                     # become the parent of the next one.
@@ -177,7 +222,26 @@ class AuditStore:
                                               transient=True)
                     prev = digest
                     outcomes.append(Outcome.INSERTED)
+            if self.writer and self.anchors is not None and self.anchors.due(seq):
+                self.anchors.record(key, self.trail_id, seq, prev)  # committed: durable head
         return outcomes
+
+    def _key(self) -> bytes:
+        if self.key is None:
+            raise AuditKeyError(f"{self.url}: the audit key is needed to append or verify")
+        return self.key
+
+    @_db_errors
+    def anchor(self, *, force: bool = False) -> bool:
+        """A writer's periodic anchor: write the head to the anchor file if one is due (with
+        `force`: if the head moved since this writer's last anchor). True when written."""
+        with self._lock:
+            if not self.writer or self.anchors is None:
+                return False
+            seq, head = self.head()
+            if self.anchors.due(seq, force=force):
+                return self.anchors.record(self._key(), self.trail_id, seq, head)
+        return False
 
     @_db_errors
     def count(self, where: AuditFilter | None = None) -> int:
@@ -225,16 +289,39 @@ class AuditStore:
             except self.backend.errors as exc:
                 raise self.error(exc) from exc
 
-    def verify(self) -> VerifyResult:
-        """Recompute the whole chain: OK, or the first bad row (seq, event id, why).
+    def unkeyed_reason(self) -> str:
+        """Why a schema v1 trail cannot be verified (the text after `unkeyed chain (schema v1): `)."""
+        return (f"{self.url} holds {self.count()} rows chained with plain SHA-256, which anyone "
+                "who can write the database can recompute, so a rewritten history cannot be "
+                "told from the original; keep it as an archive (docs/audit.md re-checks its "
+                "links) and let the audit service start a keyed trail in a new database")
 
-        Raises AuditStoreError when the database fails.
+    def verify(self) -> VerifyResult:
+        """Recompute the whole chain under the key and check it against the anchors.
+
+        OK, or the first problem (the first bad row, a wrong key, a cut-off tail, a bad or
+        missing anchor). Without `anchors`, only the rows are checked. Raises AuditKeyError
+        without a key, AuditStoreError when the database fails, OSError when the anchor file
+        cannot be read.
         """
-        return verify_rows(self.iter_rows())
+        if self.schema_version == 1:
+            return VerifyResult(rows=0, head_hash=GENESIS, problem="unkeyed chain (schema v1)",
+                                reason=self.unkeyed_reason())
+        key = self._key()
+        # Anchors first, rows second: rows only grow, so a writer busy meanwhile can make
+        # the rows outrun the anchors read, never fall behind them.
+        reading = self.anchors.read(key, self.trail_id) if self.anchors is not None else None
+        return verify_trail(self.iter_rows(), key, self.meta, reading)
 
     def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Anchor the head (a writer whose head moved), then close the connection (idempotent)."""
         with self._lock:
+            if self.writer and self.anchors is not None and self.key is not None:
+                try:
+                    self.anchor(force=True)
+                except AuditStoreError as exc:
+                    log.error("audit: no closing anchor: %s", exc)
+                self.writer = False  # once: a second close writes nothing
             self.backend.close()
 
     def __enter__(self) -> AuditStore:
@@ -244,19 +331,38 @@ class AuditStore:
         self.close()
 
 
-def open_store(url: str, *, create: bool = True, busy_timeout_s: float = 30.0) -> AuditStore:
+def open_store(url: str, *, key: bytes | None = None, anchors: AnchorLog | None = None,
+               create: bool = True, busy_timeout_s: float = 30.0) -> AuditStore:
     """Open the audit trail an URL names (see services/audit/backends.open_backend).
 
-    With `create` the schema is created when missing; without it, a database that holds no
-    audit trail raises AuditStoreError (and a missing SQLite file FileNotFoundError), so the
-    read-only commands never create or change anything.
+    With `create` the store is a writer: the schema is created when missing (recording the
+    key's check value and a new trail id), and `key` must be the key the trail was written
+    with (AuditKeyError otherwise); a schema v1 trail with rows raises UnkeyedTrailError.
+    Without it, a database that holds no audit trail raises AuditStoreError (and a missing
+    SQLite file FileNotFoundError), so the read-only commands never create or change anything.
     """
     backend = open_backend(url, create=create, busy_timeout_s=busy_timeout_s)
     try:
-        if create:
-            backend.ensure_schema()
-        elif not backend.has_table():
+        version = backend.schema_version()
+        if version is None and not create:
             raise AuditStoreError(f"{backend.url} holds no audit trail (no {TABLE} table)")
+        if version is not None and version > SCHEMA_VERSION:
+            raise AuditStoreError(f"{backend.url}: audit schema v{version} is newer than this "
+                                  f"roadstream knows (v{SCHEMA_VERSION})")
+        if create:
+            if key is None:
+                raise AuditKeyError(f"{backend.url}: writing the audit trail needs the audit key")
+            if version == 1 and backend.row_count() > 0:
+                raise UnkeyedTrailError(AuditStore(backend).unkeyed_reason())
+            check = key_check(key)
+            backend.ensure_schema({"schema_version": str(SCHEMA_VERSION),
+                                   "trail_id": uuid.uuid4().hex, "key_check": check})
+            stored = backend.meta().get("key_check")
+            if stored != check:
+                raise AuditKeyError(f"{backend.url}: the configured audit key (check {check}) "
+                                    f"is not the one this trail was written with (check "
+                                    f"{stored}); appending would break the chain")
+        return AuditStore(backend, key=key, anchors=anchors, writer=create)
     except backend.errors as exc:
         backend.close()
         raise AuditStoreError(f"audit database {backend.url}: {type(exc).__name__}: {exc}",
@@ -264,4 +370,3 @@ def open_store(url: str, *, create: bool = True, busy_timeout_s: float = 30.0) -
     except BaseException:
         backend.close()
         raise
-    return AuditStore(backend)

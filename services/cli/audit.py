@@ -1,7 +1,8 @@
 """`roadstream audit verify / query / export`: read the safety audit trail.
 
-These commands only read: they never create a database or change one. The database is
-`--url`, else ROADSTREAM_AUDIT_URL, else sqlite:///runs/audit.db.
+These commands only read: they never create a database, a key or an anchor, nor change one.
+The database is `--url`, else ROADSTREAM_AUDIT_URL, else sqlite:///runs/audit.db; verify also
+needs the audit key and the anchor file (services/audit/trail.py says where they are).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import IO, Any
 from services.audit.chain import AuditRow
 from services.audit.settings import load_audit_settings
 from services.audit.store import AuditFilter, AuditStore, AuditStoreError, open_store
+from services.audit.trail import open_trail
 from services.cli.common import CommandError, emit
 from services.messages import Severity
 
@@ -31,17 +33,25 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     """Register `audit` and its actions."""
     p = sub.add_parser(
         "audit", help="the safety audit trail (verify / query / export)",
-        description="Read the hash-chained audit trail the audit service writes from "
+        description="Read the keyed, anchored audit trail the audit service writes from "
                     "safety.events. Database: --url, else ROADSTREAM_AUDIT_URL, else "
                     "sqlite:///runs/audit.db. See docs/audit.md.")
     asub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     verify = asub.add_parser(
-        "verify", help="recompute the hash chain",
-        description="Recompute every row's hash and link. Exit 0 with `chain OK: N rows` "
-                    "and the head hash, or exit 1 naming the first bad row (seq, event id, "
-                    "and why: gap, broken link, hash mismatch).")
+        "verify", help="recompute the keyed chain and check it against the anchors",
+        description="Recompute every row's MAC under the audit key, check every link, and "
+                    "check the head against the anchor file. Exit 0 with `chain OK: N rows` "
+                    "and the head, or exit 1 naming the first problem (gap, broken link, hash "
+                    "mismatch, wrong key, anchor mismatch, truncated, bad anchor, no anchor, "
+                    "unkeyed chain) and the first bad row.")
     _add_url(verify)
+    verify.add_argument("--key-file", type=Path, default=None, metavar="FILE",
+                        help="the audit key (default ROADSTREAM_AUDIT_KEY_FILE, else "
+                             "<database>.key beside a SQLite database)")
+    verify.add_argument("--anchor-file", type=Path, default=None, metavar="FILE",
+                        help="the anchor file (default ROADSTREAM_AUDIT_ANCHOR_FILE, else "
+                             "<database>.anchors beside a SQLite database)")
     verify.add_argument("--json", action="store_true", help="machine-readable result")
     verify.set_defaults(func=cmd_verify)
 
@@ -144,9 +154,18 @@ def _filter(args: argparse.Namespace) -> AuditFilter:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Verify the chain: 0 when intact, 1 naming the first bad row."""
-    with _store(args) as store:
-        result = store.verify()
+    """Verify the chain and its anchors: 0 when intact, 1 naming the first problem."""
+    options = load_audit_settings(url=args.url, key_file=args.key_file,
+                                  anchor_file=args.anchor_file)
+    try:
+        store = open_trail(options, create=False)
+    except AuditStoreError as exc:
+        raise CommandError(str(exc)) from None
+    with store:
+        try:
+            result = store.verify()
+        except (AuditStoreError, OSError) as exc:  # the database, or the anchor file, failed
+            raise CommandError(str(exc)) from None
         url = store.url
     emit({**result.as_dict(), "url": url}, as_json=args.json, text=result.describe())
     return 0 if result.ok else 1

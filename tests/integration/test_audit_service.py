@@ -17,8 +17,9 @@ import pytest
 from services.audit.service import build
 from services.audit.settings import AuditSettings
 from services.audit.store import AuditFilter, AuditStore, AuditStoreError, open_store
-from services.runtime.events import safety_event
+from services.audit.trail import open_trail
 from services.messages import SafetyEvent, Severity
+from services.runtime.events import safety_event
 from services.settings import Settings
 from tests.kafka_helpers import collect, header, produce
 
@@ -33,6 +34,11 @@ def events(vehicle: str, n: int, *, type_: str = "stale_input") -> list[SafetyEv
 
 def messages(evs: list[SafetyEvent]) -> list[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
     return [(e.vehicle_id.encode(), e.encode(), []) for e in evs]
+
+
+def open_reader(url: str) -> AuditStore:
+    """A read-only store with the key and anchors the service keeps beside a SQLite trail."""
+    return open_trail(AuditSettings(url=url), create=False)
 
 
 async def wait_for_rows(url: str, where: AuditFilter, want: int, timeout_s: float) -> int:
@@ -82,7 +88,7 @@ async def test_each_event_is_stored_once_though_delivered_twice(
     assert [r.value for r in dead] == [b"{not an event"]
     letters = AuditFilter(type="dead_letter", vehicle_id=vehicle)
     assert await wait_for_rows(audit_url, letters, 1, timeout_s=30) == 1
-    with open_store(audit_url, create=False) as store:
+    with open_reader(audit_url) as store:
         rows = store.query(AuditFilter(vehicle_id=vehicle))
         assert [r.event_id for r in rows if r.type != "dead_letter"] == \
             [str(e.event_id) for e in evs + last]
@@ -101,7 +107,7 @@ async def test_same_id_with_other_content_is_reported_not_stored(
     # the audit raises its own event about the conflict, which it then audits too
     where = AuditFilter(type="audit_conflict", vehicle_id=vehicle)
     assert await wait_for_rows(audit_url, where, 1, timeout_s=30) == 1
-    with open_store(audit_url, create=False) as store:
+    with open_reader(audit_url) as store:
         stored = store.get(str(original.event_id))
         assert stored is not None
         assert stored.severity == "warning"
@@ -176,8 +182,10 @@ async def test_killed_service_restarts_without_losing_an_event(
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert after == n, log.read_text(errors="replace")[-3000:]
-    with open_store(url, create=False) as store:
+    with open_reader(url) as store:
         assert_exactly_once(store, where, evs)
+        # the SIGTERM'd service anchored its head on the way out
+        assert store.verify().anchored_rows == store.count(), log.read_text(errors="replace")
 
 
 def assert_exactly_once(store: AuditStore, where: AuditFilter, evs: list[SafetyEvent]) -> None:

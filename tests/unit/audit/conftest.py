@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from services.audit.settings import AuditSettings
 from services.audit.store import AuditStore, open_store
 from tests.postgres_server import PostgresServer, PostgresUnavailableError, postgres_server
+
+#: The audit key of the tests (a real one is 64 random hex characters).
+KEY = b"test-audit-key-0123456789abcdef-0123456789abcdef"
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +38,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[AuditStore]:
-    """An open store on an empty database."""
-    with open_store(store_url) as opened:
+    """An open store (the tests' key, no anchor file) on an empty database."""
+    with open_store(store_url, key=KEY) as opened:
         yield opened
+
+
+@pytest.fixture
+def trail_options(store_url: str, tmp_path: Path) -> AuditSettings:
+    """Settings of a trail on each kind of database: the tests' key in a file, an anchor
+    file beside it, an anchor every 10 rows."""
+    key_file = tmp_path / "secrets" / "audit.key"
+    key_file.parent.mkdir()
+    key_file.write_text(KEY.decode() + "\n", encoding="utf-8")
+    return AuditSettings(url=store_url, key_file=key_file,
+                         anchor_file=tmp_path / "anchors" / "audit.anchors",
+                         anchor_every_rows=10, anchor_every_s=3600)
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal (quotes doubled), for statements built by the tamper tests."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def raw_sql(url: str, *statements: str) -> None:

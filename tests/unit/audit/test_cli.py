@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 from pathlib import Path
 
 import pytest
 
-from services.audit.store import open_store
+from services.audit.settings import load_audit_settings
+from services.audit.trail import open_trail
 from services.cli.audit import format_time, parse_time
 from services.cli.main import main
-from services.runtime.events import safety_event
 from services.messages import SafetyEvent, Severity
-from tests.unit.audit.conftest import drop_guards, raw_sql
+from services.runtime.events import safety_event
+from tests.unit.audit.conftest import KEY, drop_guards, raw_sql
 
 T0 = 1_767_225_600_000_000_000  # 2026-01-01T00:00:00Z [ns]
 MINUTE_NS = 60_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def audit_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key and the anchor file come from the environment, as an operator sets them."""
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(KEY.decode() + "\n", encoding="utf-8")
+    monkeypatch.setenv("ROADSTREAM_AUDIT_KEY_FILE", str(key_file))
+    monkeypatch.setenv("ROADSTREAM_AUDIT_ANCHOR_FILE", str(tmp_path / "audit.anchors"))
 
 
 def seed(url: str) -> list[SafetyEvent]:
@@ -28,7 +39,7 @@ def seed(url: str) -> list[SafetyEvent]:
     events = [safety_event(source="monitor", type_=t, severity=s, vehicle_id=v,
                            details={"k": i}, stamp_ns=T0 + i * MINUTE_NS)
               for i, (t, s, v) in enumerate(specs)]
-    with open_store(url) as store:
+    with open_trail(load_audit_settings(url=url), create=True) as store:
         store.append_many([(e, None) for e in events])
     return events
 
@@ -136,7 +147,8 @@ def test_jsonl_export_can_be_reverified_without_the_database(
                                    "type", "severity", "event")}
         text = prev + json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert row["prev_hash"] == prev
-        assert hashlib.sha256(text.encode()).hexdigest() == row["row_hash"]
+        assert hmac.new(KEY, b"roadstream-audit-row-v2\n" + text.encode(),
+                        hashlib.sha256).hexdigest() == row["row_hash"]
         prev = row["row_hash"]
     assert len(rows) == 4
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import json
 import threading
@@ -20,10 +21,10 @@ from services.audit.store import (
     Outcome,
     open_store,
 )
-from services.runtime.events import safety_event
 from services.messages import SafetyEvent, Severity
+from services.runtime.events import safety_event
 from tests.postgres_server import PostgresServer
-from tests.unit.audit.conftest import drop_guards, raw_sql
+from tests.unit.audit.conftest import KEY, drop_guards, raw_sql
 
 T0 = 1_780_000_000_000_000_000  # [ns] a fixed moment in 2026
 
@@ -35,13 +36,14 @@ def event(i: int, *, type_: str = "stale_input", severity: Severity = Severity.W
 
 
 def auditor_hash(row: AuditRow) -> str:
-    """The row hash as docs/audit.md defines it, written independently of services.audit."""
+    """The row MAC as docs/audit.md defines it, written independently of services.audit."""
     doc = {"seq": row.seq, "event_id": row.event_id, "stamp_ns": row.stamp_ns,
            "vehicle_id": row.vehicle_id, "source": row.source, "type": row.type,
            "severity": row.severity, "event": json.loads(row.event_json)}
     text = row.prev_hash + json.dumps(doc, sort_keys=True, separators=(",", ":"),
                                       ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hmac.new(KEY, b"roadstream-audit-row-v2\n" + text.encode("utf-8"),
+                    hashlib.sha256).hexdigest()
 
 
 def fill(store: AuditStore, n: int) -> list[SafetyEvent]:
@@ -151,7 +153,7 @@ def test_edit_with_a_recomputed_hash_breaks_the_next_link(store: AuditStore,
     fields = {"seq": row.seq, "event_id": row.event_id, "stamp_ns": row.stamp_ns,
               "vehicle_id": row.vehicle_id, "source": row.source, "type": row.type,
               "severity": "info"}
-    digest = row_hash(row.prev_hash, fields, forged)
+    digest = row_hash(KEY, row.prev_hash, fields, forged)
     raw_sql(store_url, *drop_guards(store_url),
             f"UPDATE audit_events SET severity = 'info', event_json = '{forged}', "
             f"row_hash = '{digest}' WHERE seq = 3")
@@ -171,10 +173,10 @@ def test_deleted_row_is_detected(store: AuditStore, store_url: str, deleted: int
 
 
 def test_chain_continues_after_reopening(store_url: str) -> None:
-    with open_store(store_url) as first:
+    with open_store(store_url, key=KEY) as first:
         fill(first, 3)
         head = first.head()
-    with open_store(store_url) as second:
+    with open_store(store_url, key=KEY) as second:
         assert second.head() == head
         assert second.append(event(10)) is Outcome.INSERTED
         assert second.query(newest_first=True, limit=1)[0].prev_hash == head[1]
@@ -182,13 +184,13 @@ def test_chain_continues_after_reopening(store_url: str) -> None:
 
 
 def test_concurrent_writers_append_one_chain(store_url: str) -> None:
-    open_store(store_url).close()  # schema first, as the service does at start-up
+    open_store(store_url, key=KEY).close()  # schema first, as the service does at start-up
     writers, per_writer = 4, 15
     errors: list[BaseException] = []
 
     def write(w: int) -> None:
         try:
-            with open_store(store_url) as mine:
+            with open_store(store_url, key=KEY) as mine:
                 for i in range(per_writer):
                     mine.append(event(w * 1000 + i, vehicle=f"ego-{w}"))
         except BaseException as exc:
@@ -200,7 +202,7 @@ def test_concurrent_writers_append_one_chain(store_url: str) -> None:
     for t in threads:
         t.join(timeout=120)
     assert not errors
-    with open_store(store_url) as check:
+    with open_store(store_url, key=KEY) as check:
         result = check.verify()
         assert result.ok, result.describe()
         assert result.rows == writers * per_writer
@@ -236,9 +238,9 @@ def test_query_filters(store: AuditStore) -> None:
 def test_read_only_open_creates_nothing(store_url: str) -> None:
     with pytest.raises((FileNotFoundError, AuditStoreError)):
         open_store(store_url, create=False)
-    with open_store(store_url) as created:
+    with open_store(store_url, key=KEY) as created:
         fill(created, 1)
-    with open_store(store_url, create=False) as reader:
+    with open_store(store_url, create=False, key=KEY) as reader:
         assert reader.verify().rows == 1
 
 
@@ -254,7 +256,7 @@ def test_bad_urls_are_settings_errors() -> None:
 
 def test_lost_postgres_connection_is_transient_and_reconnects(postgres: PostgresServer) -> None:
     url = postgres.create_database(f"audit_{uuid.uuid4().hex[:12]}")
-    with open_store(url) as store:
+    with open_store(url, key=KEY) as store:
         fill(store, 2)
         raw_sql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
