@@ -4,35 +4,38 @@ On a CPU the images are decoded with OpenCV (BGR arrays). When the detector runs
 JPEG frames are decoded on the GPU in one batched ``torchvision.io.decode_jpeg`` call (RGB
 uint8 tensors already on the device, no host→device copy of the pixels); PNG frames, and a
 JPEG the GPU decoder refuses, still go through OpenCV. Every path rejects the same frames
-with the same named ``FrameError``.
+with the same named ``FrameError``: before any decoder runs, the image's own size is read from
+its header and refused when it is too large (a decompression bomb) or not the announced size;
+whatever a decoder raises becomes the ``FrameError`` of that frame alone.
 """
 
 from __future__ import annotations
 
-import os
-
-# OpenCV reads this limit when it loads; set it before the first import of cv2 in a process.
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(4096 * 4096))
-
-import struct
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+# The OpenCV pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS) is set in services/__init__.py, which
+# every process runs before its first import of cv2; set here it would come too late.
 import cv2
 import numpy as np
 import torch
 
-from services.runtime.delivery import Record
+from perception.image_header import (
+    JPEG_SOI,
+    PNG_SIGNATURE,
+    ImageHeaderError,
+    ImageSizeError,
+    check_encoded_size,
+)
 from services.messages import FrameMeta, MessageError
+from services.runtime.delivery import Record
 
-JPEG_SOI, JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
-PNG_SIGNATURE, PNG_IEND = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"
-# Start-of-frame markers (baseline, extended, progressive, lossless …); C4 (DHT), C8 (JPG)
-# and CC (DAC) share the range but carry no frame size.
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_EOI = b"\xff\xd9"
+PNG_IEND = b"IEND\xaeB`\x82"
 _MS = 1e-6  # ns → ms
+_DECODER_MESSAGE_CHARS = 300  # OpenCV's messages run to several lines of source context
 
 Image = np.ndarray | torch.Tensor
 """A decoded frame: BGR uint8 ``(H, W, 3)`` array (OpenCV) or RGB uint8 ``[3, H, W]`` tensor."""
@@ -64,8 +67,11 @@ def _where(record: Record) -> str:
 def check_frame(record: Record, *, max_bytes: int, max_pixels: int) -> FrameMeta:
     """The headers of a frame whose bytes pass every check that needs no decoding.
 
-    Rejects missing or bad headers, unknown encodings, oversized values or sizes, and JPEG/PNG
-    data without its start or end marker (truncated).
+    Rejects missing or bad headers, unknown encodings, oversized values or sizes, JPEG/PNG data
+    without its start or end marker (truncated), and images whose own size (read from the JPEG
+    frame header or PNG IHDR chunk, perception.image_header) exceeds `max_pixels` or differs
+    from the headers' width and height: a decompression bomb is refused before any decoder
+    allocates its pixels.
     """
     where = _where(record)
     try:
@@ -87,36 +93,13 @@ def check_frame(record: Record, *, max_bytes: int, max_pixels: int) -> FrameMeta
             raise FrameError(f"{where}: not a PNG (bad signature)")
         if not data.endswith(PNG_IEND):
             raise FrameError(f"{where}: truncated PNG (no IEND chunk)")
+    try:
+        check_encoded_size(data, width=meta.width, height=meta.height, max_pixels=max_pixels)
+    except ImageHeaderError as exc:
+        raise FrameError(f"{where}: corrupt {meta.content_type} image ({exc})") from exc
+    except ImageSizeError as exc:
+        raise FrameError(f"{where}: {exc}") from exc
     return meta
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a JPEG's start-of-frame segment, or None when there is none.
-
-    Reads segment headers only, so an image's size is known before any pixel is decoded.
-    """
-    i = 2  # after SOI
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):  # stand-alone markers: no length
-            i += 2
-            continue
-        (length,) = struct.unpack_from(">H", data, i + 2)
-        if marker in _JPEG_SOF:
-            if i + 9 > n:
-                return None
-            height, width = struct.unpack_from(">HH", data, i + 5)
-            return int(width), int(height)
-        if marker == 0xDA or length < 2:  # start of scan before any frame header
-            return None
-        i += 2 + length
-    return None
 
 
 def _check_shape(record: Record, meta: FrameMeta, width: int, height: int) -> None:
@@ -125,8 +108,17 @@ def _check_shape(record: Record, meta: FrameMeta, width: int, height: int) -> No
                          f"{meta.width}x{meta.height}")
 
 
+def _decoder_failed(record: Record, meta: FrameMeta, exc: Exception) -> FrameError:
+    """The FrameError of a decoder that raised on this record's bytes."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:_DECODER_MESSAGE_CHARS]
+    return FrameError(f"{_where(record)}: corrupt {meta.content_type} image (decoder raised {detail})")
+
+
 def _opencv_decode(record: Record, meta: FrameMeta) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(record.value, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(record.value, np.uint8), cv2.IMREAD_COLOR)
+    except Exception as exc:  # cv2.error, or whatever a codec library raises on hostile bytes
+        raise _decoder_failed(record, meta, exc) from exc
     if image is None:
         raise FrameError(f"{_where(record)}: corrupt {meta.content_type} image (decoder failed)")
     _check_shape(record, meta, image.shape[1], image.shape[0])
@@ -137,7 +129,8 @@ def decode_frame(record: Record, *, max_bytes: int, max_pixels: int) -> tuple[Fr
     """Headers and BGR image of one camera frame (OpenCV); FrameError names what is wrong.
 
     Rejects missing or bad headers, unknown encodings, oversized values, truncated or corrupt
-    images, images above `max_pixels`, and images whose size disagrees with the headers.
+    images, images above `max_pixels`, and images whose size disagrees with the headers; every
+    failure of the decoder itself (a raised ``cv2.error`` included) is a FrameError too.
     """
     meta = check_frame(record, max_bytes=max_bytes, max_pixels=max_pixels)
     return meta, _opencv_decode(record, meta)
@@ -171,16 +164,16 @@ def decode_jpegs(device: torch.device, jobs: Sequence[tuple[Record, FrameMeta]])
 
     nvjpeg returns nothing for the whole batch when one image is bad, so a failed batch is
     retried image by image; an image the torch decoder refuses is tried with OpenCV, whose
-    verdict (image or corrupt) is final.
+    verdict (image or corrupt) is final. Whatever a decoder raises stays with its image.
     """
     try:
         images: list[Image | FrameError] = list(_torch_decode([r.value for r, _ in jobs], device))
-    except RuntimeError:
+    except Exception:  # RuntimeError from nvjpeg/libjpeg, or anything else: find the culprit
         images = []
         for record, meta in jobs:
             try:
                 images.append(_torch_decode([record.value], device)[0])
-            except RuntimeError:
+            except Exception:  # this image only: OpenCV gives the final verdict
                 try:
                     images.append(_opencv_decode(record, meta))
                 except FrameError as exc:
@@ -204,9 +197,10 @@ def decode_frames(records: Sequence[Record], *, max_bytes: int, max_pixels: int,
     ``decode_frame`` does. With a device (the service passes ``gpu_decode_device(detector
     device)``: CUDA or None) all JPEGs of the batch are decoded in one
     ``torchvision.io.decode_jpeg`` call into RGB uint8 tensors on it, and PNGs with OpenCV.
-    Either way a frame is rejected (``Decoded.error``) for the reasons ``decode_frame`` lists;
-    on the torchvision path the JPEG's size is read from its header and checked before any
-    pixel is decoded.
+    Either way a frame is rejected (``Decoded.error``) for the reasons ``decode_frame`` lists,
+    its image size checked before any pixel is decoded. A failure is the record's own: any
+    exception raised while checking or decoding one frame becomes that frame's FrameError, and
+    never reaches its neighbours.
     """
     results: list[Decoded | None] = []
     jobs: list[tuple[int, Record, FrameMeta]] = []
@@ -215,16 +209,14 @@ def decode_frames(records: Sequence[Record], *, max_bytes: int, max_pixels: int,
         try:
             meta = check_frame(record, max_bytes=max_bytes, max_pixels=max_pixels)
             if jpeg_device is not None and meta.content_type == "image/jpeg":
-                size = jpeg_size(record.value)
-                if size is None:
-                    raise FrameError(f"{_where(record)}: corrupt image/jpeg image (no frame header)")
-                _check_shape(record, meta, *size)
                 jobs.append((len(results), record, meta))
                 results.append(None)
                 continue
             image = _opencv_decode(record, meta)
-        except FrameError as exc:
-            results.append(Decoded(record, None, None, exc, (time.perf_counter_ns() - t0) * _MS))
+        except Exception as exc:  # FrameError, or a check that tripped over hostile bytes
+            error = exc if isinstance(exc, FrameError) else FrameError(
+                f"{_where(record)}: unusable frame ({type(exc).__name__}: {exc})")
+            results.append(Decoded(record, None, None, error, (time.perf_counter_ns() - t0) * _MS))
             continue
         results.append(Decoded(record, meta, image, None, (time.perf_counter_ns() - t0) * _MS))
     if jobs and jpeg_device is not None:

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from perception.eval_run import DEFAULT_WEIGHTS as SHIPPED_WEIGHTS
+from services import OPENCV_MAX_IMAGE_PIXELS
 from services.settings import Settings
 
 
@@ -63,5 +64,7 @@ class PerceptionSettings(BaseSettings):
         default=16, ge=1, le=256, description="With newest_per_camera: records taken from the "
         "consumer at once, to skip among (the model still runs on at most max_batch_size).")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
-    max_pixels: int = Field(default=4096 * 4096, ge=64 * 64,
-                            description="Decoded images above this are rejected.")
+    max_pixels: int = Field(
+        default=OPENCV_MAX_IMAGE_PIXELS, ge=64 * 64, le=OPENCV_MAX_IMAGE_PIXELS,
+        description="Images of more pixels (by their headers or their own encoded size) are "
+        "rejected before decoding; at most OpenCV's limit (services.OPENCV_MAX_IMAGE_PIXELS).")

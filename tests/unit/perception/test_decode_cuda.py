@@ -19,7 +19,6 @@ from faststream.kafka.annotations import KafkaMessage
 
 from perception.detector import Detector, frames_to_tensors
 from perception.model import build_detector
-from services.runtime.delivery import Record
 from services.messages import PerceptionObjects
 from services.messages.examples import frame_meta
 from services.perception import decode as decode_module
@@ -28,11 +27,12 @@ from services.perception.decode import (
     decode_frame,
     decode_frames,
     gpu_decode_device,
-    jpeg_size,
 )
 from services.perception.service import build
 from services.perception.settings import PerceptionSettings
+from services.runtime.delivery import Record
 from services.settings import Settings
+from tests.hostile_images import bomb_png, jpeg_claiming
 
 LIMITS = {"max_bytes": 1 << 20, "max_pixels": 1920 * 1080}
 CPU = torch.device("cpu")
@@ -85,9 +85,11 @@ BAD_FRAMES = [
     (jpeg(320, 180), None, "headers say 640x360"),
     (jpeg(), [(k, b"9000" if k in ("width", "height") else v) for k, v in frame_meta().to_headers()],
      "exceeds 2073600 pixels"),
+    (jpeg_claiming(30000, 30000), None, "image is 30000x30000 (900000000 pixels): exceeds 2073600"),
+    (jpeg_claiming(320, 180), None, "image is 320x180 but the headers say 640x360"),
 ]
 BAD_IDS = ["truncated", "corrupt", "corrupt-scan", "wrong-magic", "oversized", "size-mismatch",
-           "too-many-pixels"]
+           "too-many-pixels", "bomb", "lying-frame-header"]
 
 
 # --- dispatch (every machine) ------------------------------------------------------------
@@ -102,9 +104,9 @@ def test_only_a_cuda_detector_decodes_jpeg_on_the_gpu() -> None:
 
 def test_a_cpu_service_decodes_with_opencv() -> None:
     model = build_detector(arch="ssdlite", image_size=(96, 160))
-    frame = build(Settings(), "localhost:9092", options=PerceptionSettings(),
+    built = build(Settings(), "localhost:9092", options=PerceptionSettings(),
                   detector=Detector(model, device="cpu", num_threads=1))
-    assert frame.perception.jpeg_device is None  # type: ignore[attr-defined]
+    assert built.service.jpeg_device is None
 
 
 def test_without_a_jpeg_device_every_frame_goes_through_opencv(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,11 +168,16 @@ def test_one_bad_jpeg_does_not_sink_its_batch() -> None:
     assert "camera.frames[0]@2" in str(out[1].error)
 
 
-def test_jpeg_size_reads_the_frame_header_only() -> None:
-    assert jpeg_size(jpeg()) == (640, 360)
-    assert jpeg_size(jpeg(320, 180, IMWRITE_JPEG_PROGRESSIVE=1)) == (320, 180)
-    assert jpeg_size(b"\xff\xd8" + b"\x00" * 50) is None
-    assert jpeg_size(jpeg()[:20]) is None
+def test_bombs_and_liars_never_reach_a_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(decode_module, "_torch_decode", lambda datas, device: calls.append("torch"))
+    monkeypatch.setattr(decode_module.cv2, "imdecode", lambda *args: calls.append("opencv"))
+    batch = [record(jpeg_claiming(30000, 30000), offset=1), record(jpeg_claiming(1280, 720), offset=2),
+             record(bomb_png(20000, 20000), content_type="image/png", offset=3)]
+    for device in (None, CPU):
+        out = decode_frames(batch, **LIMITS, jpeg_device=device)
+        assert [type(d.error) for d in out] == [FrameError] * 3
+    assert calls == []
 
 
 def test_the_detector_takes_rgb_tensors_like_bgr_arrays() -> None:
@@ -255,16 +262,16 @@ async def test_cuda_service_decodes_on_the_gpu_and_publishes() -> None:
     torch.manual_seed(0)
     detector = Detector(build_detector(arch="ssdlite", image_size=(96, 160)), device="cuda",
                         score_thresh=0.0, model_version="test-cuda")
-    service = build(Settings(device="cuda"), "localhost:9092",
-                    options=PerceptionSettings(latency_budget_ms=5000), detector=detector)
-    assert service.perception.jpeg_device == detector.device  # type: ignore[attr-defined]
+    built = build(Settings(device="cuda"), "localhost:9092",
+                  options=PerceptionSettings(latency_budget_ms=5000), detector=detector)
+    assert built.service.jpeg_device == detector.device
     out: list[PerceptionObjects] = []
 
-    @service.broker.subscriber("perception.objects")
+    @built.runtime.broker.subscriber("perception.objects")
     async def on_objects(msg: KafkaMessage) -> None:
         out.append(PerceptionObjects.decode(msg.body))
 
-    async with TestKafkaBroker(service.broker) as br:
+    async with TestKafkaBroker(built.runtime.broker) as br:
         for seq in (1, 2):
             meta = frame_meta(seq).model_copy(update={"capture_ns": time.time_ns()})
             await br.publish(jpeg(), topic="camera.frames", key=b"ego/front",
