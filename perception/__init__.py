@@ -4,12 +4,14 @@ Modules, by role:
 
 - ``model``: detector builders, ``Detector``, checkpoints and ``load_detector`` (public façade
   over ``architectures``, ``detector``, ``checkpoint``);
-- ``classes``: our classes and class maps from foreign models;
+- ``classes``: class maps from foreign models onto ours (the classes are ``common.classes``);
 - ``tracking``: multi-object tracker (Kalman + ByteTrack-style association);
-- ``ranging``: ``Calibration``, ground-plane / size-prior ranging, TTC;
+- ``ranging``: ground-plane / size-prior ranging and TTC with a ``common.calibration.Calibration``;
 - ``motion``: ego-frame position and velocity filter per track;
 - ``pipeline``: track → range → motion for one camera, per frame;
-- ``batching``: micro-batching deadlines and the latency budget;
+- ``batching``: which frames a camera stream behind its input serves, and the drop reasons;
+- ``image_header``: an encoded image's own size from its JPEG/PNG header (bombs refused
+  before decoding);
 - ``evaluation`` / ``tracking_metrics``: COCO mAP, MOTA / IDF1;
 - ``bench``: detector throughput benchmark.
 

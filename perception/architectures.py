@@ -26,7 +26,7 @@ from torchvision.models.resnet import BasicBlock
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import Conv2dNormActivation
 
-from perception.classes import NUM_CLASSES
+from common.classes import NUM_CLASSES
 
 ARCHS: tuple[str, ...] = ("fcos_dense", "ssdlite", "fasterrcnn_mbv3", "fcos_mbv3")
 """Architectures ``build_detector`` knows. ``fcos_dense`` is the shipped one: of these it trains

@@ -25,8 +25,9 @@ import torch
 import torchvision
 from torch import nn
 
+from common.classes import CLASS_IDS, CLASS_NAMES
 from perception.architectures import ARCHS, DetectorSpec, build_from_spec
-from perception.classes import CLASS_IDS, CLASS_NAMES, ModelLoadError, load_class_map
+from perception.classes import ModelLoadError, load_class_map
 from perception.detector import Detector
 from perception.tracking import TrackerConfig
 

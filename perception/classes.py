@@ -1,8 +1,4 @@
-"""Object classes and class maps from foreign detectors onto ours.
-
-Our detector classes are 1-based, 0 is background::
-
-    1 car, 2 truck, 3 pedestrian, 4 cyclist
+"""Class maps from foreign detectors onto our object classes (``common.classes``).
 
 A *class map* turns the class ids of a foreign model (for example a torchvision model trained on
 COCO) into ours: ``{foreign_id: our_id}``. Foreign classes missing from the map are dropped.
@@ -17,11 +13,7 @@ from typing import Any
 
 import yaml
 
-CLASS_NAMES: tuple[str, ...] = ("background", "car", "truck", "pedestrian", "cyclist")
-"""Index = class id; 0 is background and never reported."""
-
-NUM_CLASSES = len(CLASS_NAMES)  # including background, as torchvision counts them
-CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES) if i > 0}
+from common.classes import CLASS_IDS, NUM_CLASSES
 
 # COCO category ids as torchvision's COCO weights number them (91-entry list with gaps).
 # A bus is a large vehicle to plan around, so it ranks as a truck; a motorcycle with its rider

@@ -30,7 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.classes import CLASS_NAMES
+from common.classes import CLASS_NAMES
 from simulators.library import list_scenarios, load_scenario
 from simulators.scenario import Scenario
 from simulators.world import World

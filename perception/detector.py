@@ -15,19 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from perception.classes import CLASS_NAMES
+from common.classes import CLASS_NAMES
+from common.device import resolve_device
 from perception.detections import Detections
 
-__all__ = ["Detections", "Detector", "frames_to_tensors", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` → the first CUDA device when present, else CPU; other values as torch reads them."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+__all__ = ["Detections", "Detector", "frames_to_tensors"]
 
 
 def _remap_table(class_map: Mapping[int, int] | None) -> np.ndarray | None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.device import resolve_device
 from perception.architectures import build_from_spec
 from perception.checkpoint import DEFAULT_SCORE_THRESH, load_checkpoint
 from perception.data_memory import MemoryDataset, load_split
@@ -162,8 +163,7 @@ def evaluate_weights(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on the held-out split; the dict also holds ``score_reference``."""
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     model, info = load_model(weights, dev)
     h, w = info["image_size"]
     data = heldout_split(data_dir, (int(h), int(w)),

@@ -20,7 +20,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from perception.classes import CLASS_NAMES
+from common.classes import CLASS_NAMES
 from perception.detections import Detections
 
 K = TypeVar("K", bound=Hashable)

@@ -18,9 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from common.classes import NUM_CLASSES
 from perception.architectures import ARCHS, DEFAULT_IMAGE_SIZE, DetectorSpec, build_from_spec
 from perception.checkpoint import load_checkpoint, load_detector, save_checkpoint
-from perception.classes import NUM_CLASSES, ClassMapError, ModelLoadError
+from perception.classes import ClassMapError, ModelLoadError
 from perception.detector import Detections, Detector
 
 __all__ = [

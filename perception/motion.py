@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.kalman import KinematicKalman
-from perception.ranging import Calibration, RangeEstimate, time_to_collision
+from common.calibration import Calibration
+from common.kalman import KinematicKalman
+from perception.ranging import RangeEstimate, time_to_collision
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perception.classes import CLASS_NAMES
+from common.calibration import Calibration
+from common.classes import CLASS_NAMES
 from perception.detections import Detections
 from perception.motion import EgoMotionFilter, MotionConfig
-from perception.ranging import Calibration, estimate_range
+from perception.ranging import estimate_range
 from perception.tracking import Tracker, TrackerConfig
 
 

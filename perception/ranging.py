@@ -6,100 +6,18 @@ point cannot be used: the box is cut by the bottom image edge, the contact ray d
 ground (at or above the horizon) or hits it implausibly far, or the box's height in pixels at the
 ground range implies an object far taller or shorter than its class.
 
-Frames: ego ISO 8855 (x forward, y left, z up, origin on the ground under the rear axle); camera
-OpenCV optical (x right, y down, z forward). Mount rotation R = Rz(yaw)·Ry(pitch)·Rx(roll) about
-the ego axes (pitch positive looks down, yaw positive looks left), so a camera-body vector
-(x forward, y left, z up) maps to the ego frame by R.
+Frames and the camera geometry are those of ``common.calibration.Calibration``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from perception.classes import CLASS_IDS
-
-# Optical axes expressed in the camera body frame (x fwd, y left, z up): x_opt = −y, y_opt = −z,
-# z_opt = x. Rows map a body vector to optical coordinates.
-_OPT_FROM_BODY = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Pinhole camera (no distortion) and its mount pose in the ego frame.
-
-    Field names match the ``camera.frames`` calibration header, so
-    ``Calibration.from_mapping(header_calibration_dict)`` works.
-    """
-
-    fx: float  # [px]
-    fy: float  # [px]
-    cx: float  # [px]
-    cy: float  # [px]
-    width: int  # [px]
-    height: int  # [px]
-    mount_x_m: float = 1.5
-    mount_y_m: float = 0.0
-    mount_z_m: float = 1.4
-    pitch_rad: float = 0.0  # positive looks down
-    yaw_rad: float = 0.0  # positive looks left
-    roll_rad: float = 0.0  # right-handed about the camera's forward axis
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, object]) -> Calibration:
-        """Build from a dict, ignoring keys that are not fields."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})  # type: ignore[arg-type]
-
-    @property
-    def rotation(self) -> np.ndarray:
-        """``(3, 3)`` rotation from camera body axes to ego axes."""
-        cy_, sy_ = math.cos(self.yaw_rad), math.sin(self.yaw_rad)
-        cp, sp = math.cos(self.pitch_rad), math.sin(self.pitch_rad)
-        cr, sr = math.cos(self.roll_rad), math.sin(self.roll_rad)
-        Rz = np.array([[cy_, -sy_, 0.0], [sy_, cy_, 0.0], [0.0, 0.0, 1.0]])
-        Ry = np.array([[cp, 0.0, sp], [0.0, 1.0, 0.0], [-sp, 0.0, cp]])
-        Rx = np.array([[1.0, 0.0, 0.0], [0.0, cr, -sr], [0.0, sr, cr]])
-        return Rz @ Ry @ Rx
-
-    @property
-    def mount_m(self) -> np.ndarray:
-        """Camera centre in the ego frame ``(3,)`` [m]."""
-        return np.array([self.mount_x_m, self.mount_y_m, self.mount_z_m])
-
-    def ego_to_optical(self, points_ego: np.ndarray) -> np.ndarray:
-        """Ego-frame points ``(N, 3)`` [m] → camera optical frame ``(N, 3)`` [m]."""
-        p = np.asarray(points_ego, dtype=np.float64).reshape(-1, 3)
-        return (p - self.mount_m) @ self.rotation @ _OPT_FROM_BODY.T
-
-    def project(self, points_ego: np.ndarray) -> np.ndarray:
-        """Ego-frame points ``(N, 3)`` [m] → pixels ``(N, 2)`` ``(u, v)``; NaN behind the camera."""
-        p = self.ego_to_optical(points_ego)
-        out = np.full((p.shape[0], 2), np.nan)
-        front = p[:, 2] > 1e-9
-        out[front, 0] = self.fx * p[front, 0] / p[front, 2] + self.cx
-        out[front, 1] = self.fy * p[front, 1] / p[front, 2] + self.cy
-        return out
-
-    def pixel_ray(self, u: float, v: float) -> np.ndarray:
-        """Unit ray ``(3,)`` in the ego frame through pixel ``(u, v)``."""
-        d_opt = np.array([(u - self.cx) / self.fx, (v - self.cy) / self.fy, 1.0])
-        d = self.rotation @ (_OPT_FROM_BODY.T @ d_opt)
-        return np.asarray(d / np.linalg.norm(d))
-
-    def pixel_to_ground(self, u: float, v: float) -> tuple[float, float] | None:
-        """Ego ``(x, y)`` [m] where the ray through pixel ``(u, v)`` meets the ground (z = 0).
-
-        ``None`` when the ray does not descend (pixel at or above the horizon).
-        """
-        d = self.pixel_ray(u, v)
-        if d[2] >= -1e-9:
-            return None
-        s = -self.mount_z_m / d[2]
-        return float(self.mount_x_m + s * d[0]), float(self.mount_y_m + s * d[1])
+from common.calibration import OPT_FROM_BODY, Calibration
+from common.classes import ObjectClass
 
 
 @dataclass(frozen=True)
@@ -116,11 +34,11 @@ class SizePrior:
 
 
 SIZE_PRIORS: dict[int, SizePrior] = {
-    CLASS_IDS["car"]: SizePrior(1.5, 1.2, 2.1, 4.5, rear_width_m=1.8),
-    CLASS_IDS["truck"]: SizePrior(3.2, 2.2, 4.3, 8.0, rear_width_m=2.5),
+    ObjectClass.CAR: SizePrior(1.5, 1.2, 2.1, 4.5, rear_width_m=1.8),
+    ObjectClass.TRUCK: SizePrior(3.2, 2.2, 4.3, 8.0, rear_width_m=2.5),
     # Adults are ~1.7 m, children ~1.2 m: the range covers both, the typical value is the adult.
-    CLASS_IDS["pedestrian"]: SizePrior(1.7, 1.0, 2.0, 0.5),
-    CLASS_IDS["cyclist"]: SizePrior(1.7, 1.3, 2.1, 1.8),
+    ObjectClass.PEDESTRIAN: SizePrior(1.7, 1.0, 2.0, 0.5),
+    ObjectClass.CYCLIST: SizePrior(1.7, 1.3, 2.1, 1.8),
 }
 
 
@@ -231,7 +149,7 @@ def estimate_range(
         method = "size"
     v_c = 0.5 * (y1 + y2)
     ray_opt = np.array([(u - calib.cx) / calib.fx, (v_c - calib.cy) / calib.fy, 1.0])
-    centre = calib.mount_m + calib.rotation @ (_OPT_FROM_BODY.T @ (ray_opt * depth))
+    centre = calib.mount_m + calib.rotation @ (OPT_FROM_BODY.T @ (ray_opt * depth))
     contact = np.array([centre[0], centre[1], 0.0])
     return _finish(calib, contact, method, consistent, prior.height_m, prior)
 

@@ -14,8 +14,9 @@ import sys
 
 import numpy as np
 
-from perception.classes import CLASS_IDS
-from perception.ranging import Calibration, estimate_range
+from common.calibration import Calibration
+from common.classes import CLASS_IDS
+from perception.ranging import estimate_range
 from simulators.library import load_scenario
 from simulators.world import World
 
@@ -32,7 +33,7 @@ def side_cut_errors(names: tuple[str, ...] = DEFAULT_SCENARIOS,
         scenario = load_scenario(name)
         world = World.from_scenario(scenario, seed=1)
         cam = world.cameras[scenario.cameras[0].id]
-        calib = Calibration.from_mapping(cam.calibration())
+        calib = Calibration.model_validate(cam.calibration())
         for _ in range(round(seconds * cam.rate_hz)):
             if world.done:
                 break

@@ -21,7 +21,7 @@ from enum import Enum
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from perception.kalman import ConstantVelocityKalman
+from common.kalman import ConstantVelocityKalman
 
 
 class TrackState(Enum):

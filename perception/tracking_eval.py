@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from perception.classes import CLASS_NAMES
+from common.calibration import Calibration
+from common.classes import CLASS_NAMES
 from perception.dataset import SPLIT_SEED_BASE
 from perception.detector import Detector
 from perception.eval_run import IGNORE_IOA  # the detection evaluation's ignore rule, reused
 from perception.pipeline import CameraPerception
-from perception.ranging import Calibration
 from perception.tracking import TrackerConfig, ioa_matrix, iou_matrix
 from perception.tracking_metrics import TrackingFrame, evaluate_tracking
 from simulators.ground_truth import GroundTruthObject
@@ -51,7 +51,7 @@ def _sequence(detector: Detector, name: str, seed: int, seconds: float,
     scenario = load_scenario(name)
     world = World.from_scenario(scenario, seed=seed)
     cam = world.cameras[scenario.cameras[0].id]
-    perception = CameraPerception(Calibration.from_mapping(cam.calibration()),
+    perception = CameraPerception(Calibration.model_validate(cam.calibration()),
                                   tracker_config=TrackerConfig.at_operating_score(
                                       detector.operating_score))
     dt = 1.0 / cam.rate_hz

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.device import resolve_device
 from perception.architectures import DetectorSpec, build_from_spec
 from perception.checkpoint import save_checkpoint
 from perception.data_memory import MemoryDataset, load_split, make_batch
@@ -50,13 +51,6 @@ class TrainResult:
     last_state: Path
     elapsed_s: float
     stopped_early: bool
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when present, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -2,7 +2,8 @@
 
 No Kafka here (services/ wires this to topics). Entry points:
 - :class:`planning.planner.Planner` — ``plan(ego, obstacles) -> PlanResult``;
-- :class:`planning.controller.TrajectoryController` — ``step(trajectory, ...) -> ControlCommand``;
+- :class:`planning.controller.TrajectoryController` — ``step(trajectory, ...) -> ControlCommand``
+  (``common.control``; the object classes are ``common.classes``);
 - :func:`planning.limits.clamp` and :class:`planning.gate.Gate` — the last checks before a
   command is published.
 """
@@ -14,9 +15,7 @@ from planning.limits import CLAMP_FIELDS, CommandLimits, clamp
 from planning.planner import Planner
 from planning.types import (
     Behaviour,
-    ControlCommand,
     EgoState,
-    ObjectClass,
     Obstacle,
     PlanResult,
     Trajectory,
@@ -27,7 +26,6 @@ __all__ = [
     "CLAMP_FIELDS",
     "Behaviour",
     "CommandLimits",
-    "ControlCommand",
     "ControllerConfig",
     "CostWeights",
     "EgoState",
@@ -36,7 +34,6 @@ __all__ = [
     "GateEvent",
     "GateMode",
     "GateOutput",
-    "ObjectClass",
     "Obstacle",
     "PlanResult",
     "Planner",

@@ -14,10 +14,11 @@ import time
 import numpy as np
 import torch
 
+from common.classes import ObjectClass
 from planning.config import PlannerConfig
 from planning.planner import Planner
 from planning.runtime import tune_allocator
-from planning.types import EgoState, ObjectClass, Obstacle
+from planning.types import EgoState, Obstacle
 
 
 def bench_scene(n_obstacles: int, seed: int = 0) -> tuple[EgoState, list[Obstacle]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from common.classes import ObjectClass
 from planning.limits import CommandLimits
-from planning.types import ObjectClass
 
 
 @dataclass(frozen=True, slots=True)

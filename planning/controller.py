@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from common.control import ControlCommand
 from planning.limits import CommandLimits
-from planning.types import ControlCommand, Trajectory, VehicleParams
+from planning.types import Trajectory, VehicleParams
 
-__all__ = ["ControlCommand", "ControllerConfig", "TrajectoryController"]
+__all__ = ["ControllerConfig", "TrajectoryController"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from common import in_path
+from common.classes import ObjectClass, as_object_class
 from planning.frames import lane_centre_point
 from planning.ground_motion import Coasted, GroundMotion, rotate
 from planning.inputs import CameraObjects, SeenObject, VehicleInput
-from planning.types import ObjectClass, Obstacle, Trajectory, as_object_class
-
-IN_PATH_HALF_WIDTH_M = 1.8  # an object this close to the ego's centre line is "in path" [m]
+from planning.types import Obstacle, Trajectory
 
 
 def obstacle(obj: SeenObject, state: VehicleInput) -> Obstacle | None:
@@ -129,11 +129,9 @@ def ground_velocity(o: Obstacle, motion: GroundMotion, key: tuple[str, int], sta
 
 
 def closest_in_path(obstacles_: list[Obstacle]) -> tuple[float, float] | None:
-    """The nearest obstacle ahead in the ego's path: its distance [m] and its speed along the
-    ego's axis over the ground [m/s], if there is one."""
-    ahead = [(o.x_m, o.vx_mps) for o in obstacles_
-             if o.x_m > 0 and abs(o.y_m) < IN_PATH_HALF_WIDTH_M]
-    return min(ahead) if ahead else None
+    """The nearest obstacle ahead in the ego's path (the one rule, :mod:`common.in_path`): its
+    distance [m] and its speed along the ego's axis over the ground [m/s], if there is one."""
+    return in_path.closest_in_path((o.x_m, o.y_m, o.vx_mps) for o in obstacles_)
 
 
 def pose_on_plan(traj: Trajectory, elapsed_s: float) -> tuple[float, float, float]:

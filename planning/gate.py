@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from common.control import ControlCommand
 from planning.limits import CommandLimits, clamp
-from planning.types import ControlCommand
 
 PERCEPTION = "perception"
 VEHICLE_STATE = "vehicle_state"

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perception.kalman import ConstantVelocityKalman, KinematicKalman
-from planning.types import ObjectClass
+from common.classes import ObjectClass
+from common.kalman import ConstantVelocityKalman, KinematicKalman
 
 
 def rotate(x: float, y: float, angle_rad: float) -> tuple[float, float]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from planning.types import EgoState, ObjectClass
+from common.classes import ObjectClass
+from planning.types import EgoState
 
 Tag = TypeVar("Tag")
 

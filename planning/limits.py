@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from planning.types import ControlCommand
+from common.control import ControlCommand
 
 # Names reported by :func:`clamp`; one counter label each.
 SPEED = "target_speed"

@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from common.classes import ObjectClass, as_object_class
 from planning.config import PlannerConfig
 from planning.frames import ego_to_road_xy, previewed_frenet
-from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams, as_object_class
+from planning.types import EgoState, Obstacle, VehicleParams
 
 _MOVING_MPS = 1.0  # above this an object's footprint is aligned with its velocity
 _FAR_M = 1e6  # lateral position given to ignored objects: never near any candidate

@@ -1,5 +1,8 @@
 """Plain data types shared by the planner, the controller and the command gate.
 
+The object classes and the control command are the project's shared vocabulary and live in
+``common`` (``common.classes``, ``common.control``).
+
 Frames (the project conventions):
 - ego frame: x forward, y left [m], origin at the rear-axle centre on the ground;
 - road: lanes are indexed from the right, ``lane_index = 0`` is the rightmost lane;
@@ -9,22 +12,14 @@ Frames (the project conventions):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
 
+from common.classes import ObjectClass, as_object_class
+
 FloatArray = NDArray[np.float64]
-
-
-class ObjectClass(IntEnum):
-    """Detector class ids (1-based, 0 = background)."""
-
-    CAR = 1
-    TRUCK = 2
-    PEDESTRIAN = 3
-    CYCLIST = 4
-
 
 # Footprint priors used when a tracked object carries no size: (length, width) [m].
 CLASS_SIZE_PRIORS_M: dict[ObjectClass, tuple[float, float]] = {
@@ -33,14 +28,6 @@ CLASS_SIZE_PRIORS_M: dict[ObjectClass, tuple[float, float]] = {
     ObjectClass.PEDESTRIAN: (0.6, 0.6),
     ObjectClass.CYCLIST: (1.8, 0.7),
 }
-
-
-def as_object_class(value: int) -> ObjectClass:
-    """The class for a detector id; unknown ids are treated as cars (the common obstacle)."""
-    try:
-        return ObjectClass(int(value))
-    except ValueError:
-        return ObjectClass.CAR
 
 
 class Behaviour(StrEnum):
@@ -66,7 +53,11 @@ class VehicleParams:
 
 @dataclass(frozen=True, slots=True)
 class EgoState:
-    """Ego vehicle state relative to its current lane.
+    """Ego vehicle state relative to its current lane: the planner's view of the ego.
+
+    Not the simulator's ``simulators.world.WorldEgoState`` (the true pose in the world frame,
+    with no lanes): the two meet only through the ``vehicle.state`` contract, which carries the
+    world pose plus a lane context from localisation, and from which this state is derived.
 
     ``lateral_offset_m`` and ``heading_rel_rad`` locate the rear-axle centre relative to
     the centre line of lane ``lane_index`` (left / counter-clockwise positive).
@@ -165,18 +156,3 @@ class PlanResult:
     n_safe: int
     target_lane_index: int
     min_clearance_m: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ControlCommand:
-    """Autoware-like longitudinal + lateral command.
-
-    ``stamp_ns`` is filled by the service layer; pure code leaves it at 0.
-    """
-
-    steering_tire_angle_rad: float = 0.0
-    steering_tire_rotation_rate_radps: float = 0.0
-    target_speed_mps: float = 0.0
-    accel_mps2: float = 0.0
-    jerk_mps3: float = 0.0
-    stamp_ns: int = 0

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 
-from simulators.kinematics import BicycleState, ControlCommand
+from common.control import ControlCommand
+from simulators.kinematics import BicycleState
 from simulators.road import Road
 from simulators.scenario import EgoSpec
 
@@ -62,4 +63,4 @@ class RouteDriver:
         _, speed = self.route.target(s_m)
         accel = SPEED_GAIN_PER_S * (speed - v)
         accel = min(max(accel, -MAX_DRIVER_DECEL_MPS2), MAX_DRIVER_ACCEL_MPS2)
-        return ControlCommand(steer_rad=steer, accel_mps2=accel, target_speed_mps=speed)
+        return ControlCommand(steering_tire_angle_rad=steer, accel_mps2=accel, target_speed_mps=speed)

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from common.classes import CLASS_IDS
 from simulators.camera import NEAR_M, Camera
 
 if TYPE_CHECKING:
     from simulators.actors import Actor
-    from simulators.world import EgoState, World
+    from simulators.world import World, WorldEgoState
 
-CLASS_IDS = {"car": 1, "truck": 2, "pedestrian": 3, "cyclist": 4}
 OCCLUSION_SCALE = 0.5  # resolution of the occlusion buffer relative to the image
 _EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4),
           (0, 4), (1, 5), (2, 6), (3, 7))
@@ -63,7 +63,7 @@ class FrameGroundTruth:
 
     t_s: float
     camera_id: str
-    ego: EgoState
+    ego: WorldEgoState
     objects: list[GroundTruthObject] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

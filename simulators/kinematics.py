@@ -2,8 +2,9 @@
 
 The reference point is the rear-axle centre (the ego-frame origin), so the path radius at a
 constant tire angle is `wheelbase / tan(steer)`. Longitudinal: the commanded acceleration
-(clamped to the accel/decel limits, then jerk-limited) is applied; `target_speed_mps`, when
-given, caps it so the speed does not run past the target (Autoware-style velocity + accel).
+(clamped to the accel/decel limits, then jerk-limited) is applied; `target_speed_mps` caps it
+so the speed does not run past the target (Autoware-style velocity + accel). The command is
+`common.control.ControlCommand`, the one the planning gate sends.
 """
 
 from __future__ import annotations
@@ -11,17 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from common.control import ControlCommand
 from simulators.scenario import VehicleSpec
-
-
-@dataclass(frozen=True)
-class ControlCommand:
-    """What the ego is told to do (the simulator's side of `vehicle.control`)."""
-
-    steer_rad: float = 0.0  # [rad] steering tire angle target, positive left
-    accel_mps2: float = 0.0  # [m/s²] requested acceleration, negative brakes
-    target_speed_mps: float | None = None  # [m/s] do not accelerate/brake past this speed
-    steer_rate_radps: float | None = None  # [rad/s] optional rate below the actuator's limit
 
 
 @dataclass(frozen=True)
@@ -64,12 +56,11 @@ class BicycleState:
 def _requested_accel(state: BicycleState, cmd: ControlCommand, dt: float) -> float:
     accel = cmd.accel_mps2
     target = cmd.target_speed_mps
-    if target is not None:
-        v = state.speed_mps
-        if accel >= 0 and v + accel * dt > target:
-            accel = max(target - v, 0.0) / dt
-        elif accel < 0 and v + accel * dt < target:
-            accel = min(target - v, 0.0) / dt
+    v = state.speed_mps
+    if accel >= 0 and v + accel * dt > target:
+        accel = max(target - v, 0.0) / dt
+    elif accel < 0 and v + accel * dt < target:
+        accel = min(target - v, 0.0) / dt
     return accel
 
 
@@ -85,9 +76,9 @@ def step_bicycle(
         return state
     # steering: clamp the target angle, then the rate
     rate = limits.max_steer_rate_radps
-    if cmd.steer_rate_radps is not None:
-        rate = min(rate, abs(cmd.steer_rate_radps))
-    target_steer = min(max(cmd.steer_rad, -limits.max_steer_rad), limits.max_steer_rad)
+    if cmd.steering_tire_rotation_rate_radps:  # 0: no rate asked, the actuator's limit applies
+        rate = min(rate, abs(cmd.steering_tire_rotation_rate_radps))
+    target_steer = min(max(cmd.steering_tire_angle_rad, -limits.max_steer_rad), limits.max_steer_rad)
     step = min(max(target_steer - state.steer_rad, -rate * dt), rate * dt)
     steer = state.steer_rad + step
 

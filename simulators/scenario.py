@@ -15,9 +15,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from common.classes import ObjectClassName
+
 KPH = 1.0 / 3.6  # [m/s per km/h]
 
-ActorClass = Literal["car", "truck", "pedestrian", "cyclist", "parked_car"]
+# The object classes, plus a car that never moves (reported as a car in ground truth).
+ActorClass = Literal[ObjectClassName, "parked_car"]
 Condition = Literal["day", "dusk", "night", "rain", "fog"]
 
 # Body styles an actor class may use; the renderer and the collision boxes follow them.

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.control import ControlCommand
 from simulators.actors import Actor, EgoContext
 from simulators.appearance import resolve_appearance
 from simulators.camera import Camera
 from simulators.collision import OrientedBox, boxes_overlap, impact_speed
 from simulators.driver import Route, RouteDriver
 from simulators.ground_truth import FrameGroundTruth, compute_ground_truth
-from simulators.kinematics import ActuatorLimits, BicycleState, ControlCommand, step_bicycle
+from simulators.kinematics import ActuatorLimits, BicycleState, step_bicycle
 from simulators.metrics import RunMetrics, planned_distance
 from simulators.road import Road
 from simulators.scenario import Scenario
@@ -32,8 +33,13 @@ APPEARANCE_STREAM = 1  # sub-stream ids of the scenario seed, so each use draws 
 
 
 @dataclass(frozen=True)
-class EgoState:
-    """The ego as `vehicle.state` reports it; pose of the rear-axle centre in the world frame."""
+class WorldEgoState:
+    """The ego as `vehicle.state` reports it; pose of the rear-axle centre in the world frame.
+
+    The simulator's truth, not planning's `planning.types.EgoState` (the ego relative to its
+    lane, what the planner plans from): the two meet only through the `vehicle.state`
+    contract, which a vehicle fills from localisation and planning reads.
+    """
 
     t_s: float
     x_m: float
@@ -121,10 +127,10 @@ class World:
         """Rear axle to front bumper [m]."""
         return self.vehicle.length_m - self.vehicle.rear_overhang_m
 
-    def ego_state(self) -> EgoState:
+    def ego_state(self) -> WorldEgoState:
         """The ego's current state."""
         e = self._ego
-        return EgoState(
+        return WorldEgoState(
             t_s=self.t_s, x_m=e.x_m, y_m=e.y_m, yaw_rad=e.yaw_rad, speed_mps=e.speed_mps,
             accel_mps2=e.accel_mps2, yaw_rate_radps=e.yaw_rate_radps, steer_rad=e.steer_rad,
             s_m=self._s_m, d_m=self._d_m, lane=self.road.lane_of(self._d_m),

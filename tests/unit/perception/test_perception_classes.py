@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from common.classes import CLASS_IDS
 from perception.classes import (
-    CLASS_IDS,
-    CLASS_NAMES,
     COCO_TO_ROADSTREAM,
     ClassMapError,
     ModelLoadError,
     load_class_map,
 )
-
-
-def test_class_order_is_the_contract() -> None:
-    assert CLASS_NAMES == ("background", "car", "truck", "pedestrian", "cyclist")
-    assert CLASS_IDS == {"car": 1, "truck": 2, "pedestrian": 3, "cyclist": 4}
 
 
 def test_coco_map_sends_the_named_coco_ids_to_ours() -> None:

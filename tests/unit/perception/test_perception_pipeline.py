@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from common.calibration import Calibration
 from perception.detections import Detections
 from perception.pipeline import CameraPerception
-from perception.ranging import Calibration
 
 CALIB = Calibration(fx=640.0, fy=640.0, cx=320.0, cy=180.0, width=640, height=360,
                     mount_x_m=1.5, mount_z_m=1.4, pitch_rad=0.02)

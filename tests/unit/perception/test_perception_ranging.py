@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from perception.classes import CLASS_IDS
+from common.calibration import Calibration
+from common.classes import CLASS_IDS
 from perception.motion import EgoMotionFilter
-from perception.ranging import Calibration, estimate_range, time_to_collision
+from perception.ranging import estimate_range, time_to_collision
 
 FRONT = Calibration(
     fx=640.0, fy=640.0, cx=320.0, cy=180.0, width=640, height=360,
@@ -75,11 +76,6 @@ def test_points_behind_the_camera_do_not_project() -> None:
 
 def test_pixel_above_the_horizon_has_no_ground_point() -> None:
     assert FRONT.pixel_to_ground(320.0, 10.0) is None
-
-
-def test_from_mapping_ignores_unknown_keys() -> None:
-    calib = Calibration.from_mapping({**FRONT.__dict__, "camera_id": "front"})
-    assert calib == FRONT
 
 
 def test_ground_range_of_a_car_box() -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from common.classes import ObjectClass
 from planning.controller import TrajectoryController
 from planning.gate import Gate, GateConfig
 from planning.planner import Planner
-from planning.types import EgoState, ObjectClass, Obstacle, PlanResult, VehicleParams
+from planning.types import EgoState, Obstacle, PlanResult, VehicleParams
 
 
 @dataclass

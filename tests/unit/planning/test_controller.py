@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from common.control import ControlCommand
 from planning.controller import ControllerConfig, TrajectoryController
-from planning.types import ControlCommand, Trajectory, VehicleParams
+from planning.types import Trajectory, VehicleParams
 
 VEHICLE = VehicleParams()
 

@@ -10,9 +10,9 @@ import math
 
 import pytest
 
+from common.classes import ObjectClass as PlannerClass
 from planning import fusion
 from planning.ground_motion import Coasted, GroundMotion
-from planning.types import ObjectClass as PlannerClass
 from planning.types import Obstacle
 from services.messages import (
     DetectedObject,

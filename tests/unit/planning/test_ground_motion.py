@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from common.classes import ObjectClass
 from planning.ground_motion import GroundMotion
-from planning.types import ObjectClass
 
 
 def seen_from(pose: tuple[float, float, float], world: tuple[float, float]) -> tuple[float, float]:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from common.control import ControlCommand
 from planning.limits import (
     ACCEL,
     CLAMP_FIELDS,
@@ -19,7 +20,6 @@ from planning.limits import (
     CommandLimits,
     clamp,
 )
-from planning.types import ControlCommand
 
 values = st.floats(min_value=-100.0, max_value=100.0, allow_nan=False, allow_infinity=False)
 positive = st.floats(min_value=0.05, max_value=50.0, allow_nan=False, allow_infinity=False)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from common.classes import ObjectClass
 from planning.config import PlannerConfig
 from planning.frames import ego_to_road_xy, road_xy_to_frenet
 from planning.planner import Planner
-from planning.types import Behaviour, EgoState, ObjectClass, Obstacle, PlanResult, VehicleParams
+from planning.types import Behaviour, EgoState, Obstacle, PlanResult, VehicleParams
 from tests.unit.planning.closed_loop import ClosedLoop, EgoWorld, WorldObject
 from tests.unit.planning.curves import PREVIEW, on_curve
 

@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from common.classes import ObjectClass
 from planning.config import PlannerConfig
 from planning.frames import lane_centre_point, previewed_frenet, road_xy_to_frenet
 from planning.obstacles import ObstacleTensors, predict_obstacles
-from planning.types import EgoState, ObjectClass, Obstacle, VehicleParams
+from planning.types import EgoState, Obstacle, VehicleParams
 from tests.unit.planning.curves import CURVE_START_M, PREVIEW, RADIUS_M, on_curve
 
 CONFIG = PlannerConfig()

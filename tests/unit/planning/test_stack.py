@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from common.classes import ObjectClass
 from planning.gate import GateMode
 from planning.inputs import CameraObjects, SeenObject, VehicleInput
 from planning.planner import Planner
 from planning.stack import CommandOut, PlanningStack, PlanOut, StackConfig
-from planning.types import EgoState, ObjectClass
+from planning.types import EgoState
 
 T0 = 1_000_000_000_000  # [ns]
 STEP_NS = 50_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.kinematics import ControlCommand
+from common.control import ControlCommand
 from simulators.library import load_scenario
 from simulators.world import World
 
@@ -32,7 +32,7 @@ def test_braking_controller_avoids_the_collision() -> None:
         gap = target.s_m - target.appearance.length_m / 2 - (ego.s_m + world.front_overhang_m)
         # brake when the distance left, less a margin, is what a 5 m/s² stop needs
         brake = ego.speed_mps**2 / (2 * max(gap - 2.0, 0.1)) > 5.0 or ego.speed_mps < 0.5
-        cmd = ControlCommand(steer_rad=0.0, accel_mps2=-6.0 if brake else 0.0,
+        cmd = ControlCommand(steering_tire_angle_rad=0.0, accel_mps2=-6.0 if brake else 0.0,
                              target_speed_mps=0.0 if brake else ego.speed_mps)
         world.step(0.05, cmd)
     m = world.metrics.summary()

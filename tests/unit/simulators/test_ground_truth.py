@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from simulators.kinematics import ControlCommand
+from common.control import ControlCommand
 from simulators.world import World
 from tests.unit.simulators.scenario_helpers import make_scenario
 
@@ -39,7 +39,7 @@ def test_velocity_accounts_for_the_ego_turning() -> None:
     actors = [{"id": "still", "class": "parked_car", "s_m": 40, "lane": 0}]
     world = World.from_scenario(make_scenario(actors=actors))
     for _ in range(10):
-        world.step(0.05, ControlCommand(steer_rad=0.05, accel_mps2=0.0))
+        world.step(0.05, ControlCommand(steering_tire_angle_rad=0.05, accel_mps2=0.0))
     ego = world.ego_state()
     obj = world.ground_truth("front").objects[0]
     px, py, _ = obj.position_m

@@ -1,7 +1,8 @@
 """Kinematic Kalman filters in n dimensions: constant velocity and constant acceleration.
 
-Used by the image-space tracker (box centre and size, constant velocity) and by ranging
-(ego-frame position, constant acceleration, so a braking car ahead is seen braking).
+Used by perception's image-space tracker (box centre and size, constant velocity) and its
+ego-frame motion filter (position, constant acceleration, so a braking car ahead is seen
+braking), and by planning's world-frame motion of objects over the ground.
 State ``[p_1..p_n, v_1..v_n]`` (constant velocity, white-noise acceleration) or
 ``[p, v, a]`` per axis block (constant acceleration, white-noise jerk); time in seconds,
 units those of the measurements; only positions are measured.
