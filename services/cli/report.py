@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from evaluation.scorecard import SummaryError
 from services.cli.common import CommandError, emit
 from services.cli.progress import ScenarioProgress, progress_bar
 from services.recording.envelope import RecordingError
@@ -28,17 +29,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def cmd_report(args: argparse.Namespace) -> int:
     """Make the report of one run directory."""
     # Imported here so that every other command works even without the plotting stack.
-    from services.report import ReportInputError, load_summary, write_report
+    from services.report import ReportInputError, write_report
 
     run_dir: Path = args.run_dir
     if not run_dir.is_dir():
         raise ReportInputError(f"{run_dir}: no such run directory")
-    summary = load_summary(run_dir)
     with progress_bar(f"report {run_dir}") as bar:
         try:
-            result = write_report(run_dir, summary=summary, video=not args.no_video,
+            result = write_report(run_dir, video=not args.no_video,
                                   progress=ScenarioProgress(bar))
-        except RecordingError as exc:
+        except (RecordingError, SummaryError) as exc:  # each names its file
             raise CommandError(str(exc)) from None
     out = {"report": str(result.path), "plots": len(result.plots), "videos": result.videos,
            "notes": result.notes}

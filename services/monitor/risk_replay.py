@@ -1,87 +1,57 @@
 """A run's collision-risk events, replayed from its recording under two rules.
 
 ``python -m services.monitor.risk_replay RUN_DIR [--json]`` reads ``perception.objects`` from
-``RUN_DIR/recording.mcap`` and runs the monitor's `CollisionRiskCheck` over it twice, with the
+``RUN_DIR/recording.mcap`` and replays the monitor's collision-risk rule over it twice, with the
 monitor's settings (``ROADSTREAM_MONITOR_*``): once as the monitor runs it (tracks on a
 collision course) and once counting every closing track (an unbounded path). It prints, per
 scenario of ``RUN_DIR/summary.json``, the warning and critical events of each. Use it to see
 what a change of the rule or of its thresholds does to a run's events without driving it
-again; the first column is what a monitor of the every-closing-track kind raised live.
+again; the first column is what a monitor of the every-closing-track kind raised live. The
+replay itself is `evaluation.risk_replay`; this module reads the run directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
+from evaluation.risk_replay import markdown, replay
+from evaluation.safety import RiskRule
+from evaluation.scorecard import SummaryError, read_summary
 from services.messages import PERCEPTION_OBJECTS, MessageError, PerceptionObjects
-from services.monitor.findings import Observation
-from services.monitor.risk import CollisionRiskCheck
 from services.monitor.settings import MonitorSettings
 from services.recording.envelope import KafkaRecord, RecordingError
 from services.recording.mcap_io import read_recording
 
-RULES = ("every_closing_track", "collision_course")
 
+def recorded_objects(records: Iterable[KafkaRecord]) -> Iterator[tuple[str, PerceptionObjects]]:
+    """The ``perception.objects`` payloads among ``records`` with their keys, in order.
 
-def replay(summary: dict[str, Any], records: Sequence[KafkaRecord],
-           options: MonitorSettings | None = None) -> list[dict[str, Any]]:
-    """Per scorecard row: ``{"name", rule: {"warning": n, "critical": n}}`` for each rule.
-
-    Row i is the run's scenario ``<run_id>-<i:02d>``, as the main job names them.
+    A record that does not decode is skipped: it went to the DLQ in the run, and the monitor
+    raised no risk from it.
     """
-    options = options or MonitorSettings()
-    counts: dict[str, dict[str, Counter[str]]] = {rule: {} for rule in RULES}
-    checks = {rule: CollisionRiskCheck(
-        warning_s=options.ttc_warning_s, critical_s=options.ttc_critical_s,
-        forget_s=options.track_forget_s,
-        half_width_m=math.inf if rule == "every_closing_track" else options.risk_path_half_width_m)
-        for rule in RULES}
     for rec in records:
         if rec.topic != PERCEPTION_OBJECTS.name:
             continue
         try:
             objects = PerceptionObjects.decode(rec.value)
         except MessageError:
-            continue  # it went to the DLQ in the run; the monitor raised no risk from it
-        key = rec.key.decode(errors="replace") if rec.key else ""
-        obs = Observation(rec.topic, key, objects.vehicle_id, objects.stamp_ns, 0, 0,
-                          objects.run_id)
-        for rule, check in checks.items():
-            for finding in check.observe(obs, objects, objects.stamp_ns):
-                counts[rule].setdefault(objects.run_id, Counter())[finding.severity.value] += 1
-    run_id = str(summary.get("run_id", ""))
-    rows = []
-    for i, row in enumerate(summary.get("scenarios", [])):
-        rid = f"{run_id}-{i:02d}"
-        rows.append({"name": row.get("name", rid), **{
-            rule: {sev: counts[rule].get(rid, Counter())[sev] for sev in ("warning", "critical")}
-            for rule in RULES}})
-    return rows
+            continue
+        yield (rec.key.decode(errors="replace") if rec.key else ""), objects
 
 
-def markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """The replay as a Markdown table, totals last."""
-    lines = ["| scenario | every closing track: warning / critical "
-             "| on a collision course: warning / critical |", "|---|---|---|"]
-    totals = {rule: Counter[str]() for rule in RULES}
-    for row in rows:
-        for rule in RULES:
-            totals[rule].update(row[rule])
-        lines.append(f"| {row['name']} | " + " | ".join(
-            f"{row[rule]['warning']} / {row[rule]['critical']}" for rule in RULES) + " |")
-    lines.append("| **all** | " + " | ".join(
-        f"{totals[rule]['warning']} / {totals[rule]['critical']}" for rule in RULES) + " |")
-    return "\n".join(lines)
+def monitor_rule(options: MonitorSettings | None = None) -> RiskRule:
+    """The collision-risk thresholds of the monitor's settings."""
+    options = options or MonitorSettings()
+    return RiskRule(warning_s=options.ttc_warning_s, critical_s=options.ttc_critical_s,
+                    forget_s=options.track_forget_s, half_width_m=options.risk_path_half_width_m)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command: 0, or 2 with one line naming a missing or unreadable file."""
     parser = argparse.ArgumentParser(prog="python -m services.monitor.risk_replay",
                                      description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("run_dir", type=Path, help="a run directory of `roadstream run`")
@@ -93,16 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: no such file", file=sys.stderr)
             return 2
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        print(f"{summary_path}: not JSON: {exc}", file=sys.stderr)
-        return 2
-    try:
+        summary = read_summary(summary_path)
         records = read_recording(recording, [PERCEPTION_OBJECTS.name])
-    except RecordingError as exc:  # names the file and what is wrong with it
+    except (SummaryError, RecordingError) as exc:  # each names the file and what is wrong
         print(str(exc), file=sys.stderr)
         return 2
-    rows = replay(summary, records)
+    rows = replay(summary, recorded_objects(records), monitor_rule())
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0
 

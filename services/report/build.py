@@ -6,13 +6,12 @@ written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from evaluation.scorecard import RunSummary, read_summary
 from services.monitor.settings import MonitorSettings
 from services.recording.mcap_io import read_recording
 from services.report.html import ScenarioSection, anchor, report_page
@@ -41,14 +40,18 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
 
 
-def load_summary(run_dir: Path) -> dict[str, Any]:
-    """summary.json of a run directory; ReportInputError names the path when it is missing."""
+def _summary_path(run_dir: Path) -> Path:
     path = run_dir / "summary.json"
     if not path.is_file():
         raise ReportInputError(f"{path}: no such file (is {run_dir} a `roadstream run` "
                                "directory?)")
-    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
+    return path
+
+
+def load_summary(run_dir: Path) -> RunSummary:
+    """summary.json of a run directory; ReportInputError names the path when it is missing,
+    SummaryError when it is not a run summary."""
+    return read_summary(_summary_path(run_dir))
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -58,20 +61,23 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_report(run_dir: Path, *, summary: dict[str, Any] | None = None, video: bool = True,
+def write_report(run_dir: Path, *, summary: RunSummary | None = None, video: bool = True,
                  progress: Progress | None = None) -> ReportResult:
     """Write `run_dir/report.html` (and its plots and videos) from the run's recording.
 
     `summary` is the run's summary (read from summary.json when None). Raises ReportInputError
-    when summary.json or recording.mcap is missing, RecordingError when the recording is damaged.
-    A scenario whose video cannot be made gets a note on the page instead of a video.
+    when summary.json or recording.mcap is missing (both are looked for before either is read),
+    SummaryError when summary.json is not a run summary, RecordingError when the recording is
+    damaged. A scenario whose video cannot be made gets a note on the page instead of a video.
     """
     if summary is None:
-        summary = load_summary(run_dir)
+        _summary_path(run_dir)  # a missing file is named before the other is looked for
     recording = run_dir / "recording.mcap"
     if not recording.is_file():
         raise ReportInputError(f"{recording}: no such file (the run was made with --no-record, "
                                "or the recording did not finish)")
+    if summary is None:
+        summary = load_summary(run_dir)
     records = read_recording(recording, REPORT_TOPICS)
     monitor = MonitorSettings()
     series = split_scenarios(summary, records, path_half_width_m=monitor.risk_path_half_width_m)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from services.monitor.risk import PATH_HALF_WIDTH_M
+from common.in_path import PATH_HALF_WIDTH_M
+from evaluation.scorecard import RunSummary, ScenarioScore
 from services.report.plots import LATENCY_WINDOW_S, TTC_CLIP_S, Plot, inline_svg
 
 CSS = """
@@ -61,7 +62,7 @@ class ScenarioSection:
 
     name: str
     anchor: str
-    row: dict[str, Any]
+    row: ScenarioScore
     plots: list[Plot]
     camera_id: str | None = None
     video_mp4: bytes | None = None
@@ -80,7 +81,7 @@ def anchor(name: str, taken: set[str]) -> str:
     return out
 
 
-def _count(n: Any, noun: str) -> str:
+def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
@@ -93,30 +94,30 @@ SCORECARD_COLUMNS = ("scenario", "collision", "impact [m/s]", "min TTC [s]", "mi
                      "e2e p50 / p99 [ms]", "frames", "score")
 
 
-def scorecard_table(summary: dict[str, Any], anchors: Sequence[str]) -> str:
+def scorecard_table(summary: RunSummary, anchors: Sequence[str]) -> str:
     """The scorecard as an HTML table; collision rows highlighted, names link to sections."""
     head = "".join(f"<th>{escape(c)}</th>" for c in SCORECARD_COLUMNS)
     body = []
-    for row, ref in zip(summary.get("scenarios", []), anchors, strict=False):
-        lat = row.get("latency_ms") or {}
-        hit = bool(row.get("collision"))
+    for row, ref in zip(summary.scenarios, anchors, strict=False):
+        lat = row.latency_ms
+        hit = row.collision
         cells = [
-            f'<a href="#{escape(ref)}">{escape(str(row.get("name", "?")))}</a>',
+            f'<a href="#{escape(ref)}">{escape(row.name)}</a>',
             '<span class="badge bad">YES</span>' if hit else '<span class="badge ok">no</span>',
-            _fmt(row.get("impact_speed_mps") if hit else None, ".1f"),
-            _fmt(row.get("min_ttc_s"), ".2f"), _fmt(row.get("min_distance_m"), ".1f"),
-            _fmt(row.get("progress"), ".0%"), _fmt(row.get("max_decel_mps2"), ".1f"),
-            _fmt(row.get("max_jerk_mps3"), ".1f"), _fmt(row.get("max_lateral_deviation_m"), ".2f"),
-            f"{_fmt(lat.get('p50'), '.0f')} / {_fmt(lat.get('p99'), '.0f')}",
-            _fmt(row.get("frames"), "d"), _fmt(row.get("score"), ".0f")]
+            _fmt(row.impact_speed_mps if hit else None, ".1f"),
+            _fmt(row.min_ttc_s, ".2f"), _fmt(row.min_distance_m, ".1f"),
+            _fmt(row.progress, ".0%"), _fmt(row.max_decel_mps2, ".1f"),
+            _fmt(row.max_jerk_mps3, ".1f"), _fmt(row.max_lateral_deviation_m, ".2f"),
+            f"{_fmt(lat.p50, '.0f')} / {_fmt(lat.p99, '.0f')}",
+            _fmt(row.frames, "d"), _fmt(row.score, ".0f")]
         cls = ' class="collision"' if hit else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    t = summary.get("totals") or {}
-    foot = (f'<tr><td colspan="{len(SCORECARD_COLUMNS)}">{_count(t.get("scenarios", 0), "scenario")}, '
-            f'{_count(t.get("collisions", 0), "collision")}, collision-free '
-            f'{_fmt(t.get("collision_free_fraction"), ".0%")}, mean progress '
-            f'{_fmt(t.get("mean_progress"), ".0%")}, mean driving score '
-            f'{_fmt(t.get("mean_score"), ".1f")}</td></tr>')
+    t = summary.totals
+    foot = (f'<tr><td colspan="{len(SCORECARD_COLUMNS)}">{_count(t.scenarios, "scenario")}, '
+            f'{_count(t.collisions, "collision")}, collision-free '
+            f'{_fmt(t.collision_free_fraction, ".0%")}, mean progress '
+            f'{_fmt(t.mean_progress, ".0%")}, mean driving score '
+            f'{_fmt(t.mean_score, ".1f")}</td></tr>')
     return (f'<table class="scorecard"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}'
             f"</tbody><tfoot>{foot}</tfoot></table>")
 
@@ -128,17 +129,17 @@ def _data_uri(mime: str, data: bytes) -> str:
 def section_html(sec: ScenarioSection) -> str:
     """One scenario: key figures, the annotated video, the plots."""
     row = sec.row
-    hit = bool(row.get("collision"))
+    hit = row.collision
     badge = ('<span class="badge bad">collision</span>' if hit
              else '<span class="badge ok">no collision</span>')
-    facts = [f"score <b>{_fmt(row.get('score'), '.0f')}</b>",
-             f"progress <b>{_fmt(row.get('progress'), '.0%')}</b>",
-             f"min TTC <b>{_fmt(row.get('min_ttc_s'), '.2f', ' s')}</b>",
-             f"frames <b>{_fmt(row.get('frames'), 'd')}</b>"]
+    facts = [f"score <b>{_fmt(row.score, '.0f')}</b>",
+             f"progress <b>{_fmt(row.progress, '.0%')}</b>",
+             f"min TTC <b>{_fmt(row.min_ttc_s, '.2f', ' s')}</b>",
+             f"frames <b>{_fmt(row.frames, 'd')}</b>"]
     if hit:
-        facts.insert(0, f"impact <b>{_fmt(row.get('impact_speed_mps'), '.1f', ' m/s')}</b>"
-                        + (f" at <b>{row['collision_t_s']:.2f} s</b>"
-                           if row.get("collision_t_s") is not None else ""))
+        facts.insert(0, f"impact <b>{_fmt(row.impact_speed_mps, '.1f', ' m/s')}</b>"
+                        + (f" at <b>{row.collision_t_s:.2f} s</b>"
+                           if row.collision_t_s is not None else ""))
     parts = [f'<section class="card" id="{escape(sec.anchor)}">',
              f"<h2>{escape(sec.name)}{badge}</h2>", f'<p class="facts">{" · ".join(facts)}</p>']
     if sec.video_mp4:
@@ -161,18 +162,16 @@ def section_html(sec: ScenarioSection) -> str:
     return "".join(parts)
 
 
-def report_page(summary: dict[str, Any], sections: Sequence[ScenarioSection], *,
+def report_page(summary: RunSummary, sections: Sequence[ScenarioSection], *,
                 path_half_width_m: float = PATH_HALF_WIDTH_M) -> str:
     """The whole page."""
-    run_id = str(summary.get("run_id", "?"))
-    created = summary.get("created_ns")
-    when = (dt.datetime.fromtimestamp(created / 1e9, tz=dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-            if isinstance(created, int) else "?")
-    perception = summary.get("perception") or {}
-    meta = [f"created {when}", f"clock {summary.get('clock', '?')}",
-            "closed loop" if summary.get("closed_loop") else "open loop",
-            f"detector {perception.get('model_version', '?')}",
-            f"frames dropped {perception.get('frames_dropped', '?')}"]
+    run_id = summary.run_id
+    when = dt.datetime.fromtimestamp(summary.created_ns / 1e9, tz=dt.UTC).strftime(
+        "%Y-%m-%d %H:%M UTC")
+    meta = [f"created {when}", f"clock {summary.clock}",
+            "closed loop" if summary.closed_loop else "open loop",
+            f"detector {summary.perception.model_version}",
+            f"frames dropped {summary.perception.frames_dropped}"]
     notes = ("Time axes are simulation time since each scenario's start. Latency: a frame "
              "published → its control published (Kafka timestamps); rolling p50 / p99 over the "
              f"last {LATENCY_WINDOW_S:g} s. TTC: the lowest time to collision over the perceived "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from perception.ranging import Calibration
+from common.calibration import Calibration
 from services.messages import PerceptionObjects, PlanningTrajectory, VehicleControl, VehicleState
 from services.report.series import EventMark
 
@@ -25,7 +25,10 @@ SEVERITY_BGR = {"info": (200, 200, 200), "warning": (0, 165, 255), "critical": (
 MODE_BGR = {"normal": (120, 220, 120), "comfortable_stop": (0, 165, 255),
             "emergency_stop": (40, 40, 230)}
 PATH_BGR = (90, 230, 90)
-EGO_HALF_WIDTH_M = 0.9  # half the ego's width: the drawn path is as wide as the car [m]
+#: Half the drawn path's width [m]: the planned path is drawn as wide as a car. A drawing width
+#: only, not the in-path test (that is `common.in_path.PATH_HALF_WIDTH_M`); the scenario's own
+#: ego width is not in the recording.
+EGO_HALF_WIDTH_M = 0.9
 PATH_STEP_M = 0.5  # resampling step along the path before projection [m]
 MIN_DEPTH_M = 1.0  # path points closer to the camera than this are not drawn [m]
 TTC_LABEL_S = 10.0  # show an object's TTC when below this [s]

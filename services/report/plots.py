@@ -214,7 +214,7 @@ def events_axes(ax: Axes, s: ScenarioSeries) -> None:
     """Safety events over time, one row per event type, coloured by severity; the collision."""
     types = sorted({e.type for e in s.events})
     rows = {name: i for i, name in enumerate(types)}
-    if s.collision_t_s is not None or s.row.get("collision"):
+    if s.collision_t_s is not None or s.row.collision:
         rows["collision"] = len(rows)
     for severity in ("info", "warning", "critical"):
         marks = [e for e in s.events if e.severity == severity]

@@ -16,10 +16,12 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from common.in_path import PATH_HALF_WIDTH_M
+from evaluation.safety import in_path_ttc
+from evaluation.scorecard import RunSummary, ScenarioScore
 from services.messages import (
     CAMERA_FRAMES,
     PERCEPTION_OBJECTS,
@@ -35,7 +37,6 @@ from services.messages import (
     VehicleControl,
     VehicleState,
 )
-from services.monitor.risk import PATH_HALF_WIDTH_M, in_path_ttc
 from services.recording.envelope import KafkaRecord
 
 #: Topics the report reads from a recording.
@@ -72,7 +73,7 @@ class ScenarioSeries:
     name: str
     run_id: str  # the scenario's run id (`<run>-<ii>`)
     vehicle_id: str
-    row: dict[str, Any]  # its scorecard row from summary.json
+    row: ScenarioScore  # its scorecard row from summary.json
     t0_ns: int = 0
     # measured state (vehicle.state)
     state_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -127,15 +128,15 @@ def record_run_id(record: KafkaRecord) -> str:
     return str(value.get("run_id", "")) if isinstance(value, dict) else ""
 
 
-def split_scenarios(summary: dict[str, Any], records: Sequence[KafkaRecord], *,
+def split_scenarios(summary: RunSummary, records: Sequence[KafkaRecord], *,
                     path_half_width_m: float = PATH_HALF_WIDTH_M) -> list[ScenarioSeries]:
     """One ScenarioSeries per scorecard row, in scorecard order.
 
     Row i is matched to the i-th scenario run id found in the records (the main job runs one
     vehicle per scenario); a row without recorded data gets empty series.
     """
-    rows: list[dict[str, Any]] = list(summary.get("scenarios", []))
-    run_ids = scenario_run_ids(str(summary.get("run_id", "")), records)
+    rows = summary.scenarios
+    run_ids = scenario_run_ids(summary.run_id, records)
     by_run: dict[str, list[KafkaRecord]] = {rid: [] for rid in run_ids}
     unassigned: list[KafkaRecord] = []
     for rec in records:
@@ -173,16 +174,15 @@ def _window_index(windows: Sequence[tuple[float, float]], wall_ms: int) -> int:
     return best
 
 
-def scenario_series(row: dict[str, Any], run_id: str, records: Sequence[KafkaRecord], *,
+def scenario_series(row: ScenarioScore, run_id: str, records: Sequence[KafkaRecord], *,
                     path_half_width_m: float = PATH_HALF_WIDTH_M) -> ScenarioSeries:
     """The time series of one scenario from its records (any order, duplicates allowed).
 
     The TTC series counts objects on a collision course only, as the monitor's
-    `collision_risk` does (`services.monitor.risk.in_path_ttc`).
+    `collision_risk` does (`evaluation.safety.in_path_ttc`).
     """
-    vehicle = str(row.get("vehicle_id", "ego"))
-    s = ScenarioSeries(name=str(row.get("name", run_id)), run_id=run_id, vehicle_id=vehicle,
-                       row=row)
+    vehicle = row.vehicle_id
+    s = ScenarioSeries(name=row.name, run_id=run_id, vehicle_id=vehicle, row=row)
     frames: list[tuple[FrameMeta, KafkaRecord]] = []
     events: list[tuple[SafetyEvent, KafkaRecord]] = []
     objects: dict[tuple[str, int], PerceptionObjects] = {}
@@ -225,9 +225,7 @@ def scenario_series(row: dict[str, Any], run_id: str, records: Sequence[KafkaRec
     frame_wall = _fill_latency(s, frames, control_wall)
     _fill_events(s, events, frames, frame_wall)
     _fill_video(s, frames, objects)
-    t_collision = row.get("collision_t_s")
-    s.collision_t_s = float(t_collision) if row.get("collision") and t_collision is not None \
-        else None
+    s.collision_t_s = row.collision_t_s if row.collision else None
     return s
 
 

@@ -16,7 +16,6 @@ import cv2
 import imageio_ffmpeg
 import numpy as np
 
-from perception.ranging import Calibration
 from services.report.overlay import FrameAnnotations, annotate
 from services.report.series import EventMark, ScenarioSeries, VideoFrame
 
@@ -116,7 +115,7 @@ def write_video(s: ScenarioSeries, path: Path, progress: Progress | None = None)
         writer.send(None)
         for i, frame in enumerate(s.frames):
             image = first if i == 0 else _decode(frame)
-            calib = Calibration.from_mapping(frame.meta.calibration.model_dump())
+            calib = frame.meta.calibration
             out = annotate(image, lookup.annotations(frame), calib, scale)
             if out.shape[1] != width or out.shape[0] != height:
                 out = cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from services.messages import (
     ControlMode,
     DetectedObject,
@@ -18,12 +16,8 @@ from services.monitor.findings import (
     EMERGENCY_STOP,
     MINIMAL_RISK_STOP,
 )
-from services.monitor.risk import (
-    CollisionRiskCheck,
-    ControlModeCheck,
-    in_path_ttc,
-    lateral_miss_m,
-)
+from services.monitor.risk import CollisionRiskCheck, ControlModeCheck
+from tests.unit.evaluation.helpers import moving
 from tests.unit.monitor.helpers import ns, obs
 
 
@@ -125,27 +119,13 @@ def test_redelivered_or_older_commands_are_ignored_within_a_run() -> None:
     assert [f.type for f in out] == [EMERGENCY_STOP]
 
 
-def moving(track_id: int, x: float, y: float, vx: float, vy: float,
-           ttc: float | None) -> DetectedObject:
-    car = perception_objects().objects[0]
-    return car.model_copy(update={
-        "track_id": track_id, "ttc_s": ttc,
-        "position_m": car.position_m.model_copy(update={"x": x, "y": y}) if car.position_m else None,
-        "velocity_mps": car.velocity_mps.model_copy(update={"x": vx, "y": vy})
-        if car.velocity_mps else None})
-
-
 def test_only_objects_on_a_collision_course_are_a_risk() -> None:
     # ego at 11 m/s: a car parked beside the lane 2.8 m off closes as the ego passes it; a
     # pedestrian 4 m off walking in at 1.4 m/s is 1.4 m off the axis when its TTC runs out
+    # (evaluation/test_safety.py tests the rule itself on these three)
     parked = moving(1, 8.0, 2.8, -11.0, 0.0, 0.73)
     walker = moving(2, 20.0, 4.0, -11.0, -1.4, 1.84)
     ahead = moving(3, 25.0, 0.2, -8.0, 0.0, 2.9)
-    assert in_path_ttc(parked) is None
-    assert in_path_ttc(walker) == 1.84
-    assert lateral_miss_m(walker) == pytest.approx(4.0 - 1.4 * 1.84)
-    assert in_path_ttc(ahead) == 2.9
-    assert in_path_ttc(parked, half_width_m=3.0) == 0.73  # a wider corridor takes it in
     check = CollisionRiskCheck(warning_s=3.0, critical_s=1.5)
     base = perception_objects()
     found = check.observe(obs("perception.objects", "ego/front", 0.0), base.model_copy(
@@ -153,20 +133,6 @@ def test_only_objects_on_a_collision_course_are_a_risk() -> None:
     assert sorted((f.details["track_id"], f.severity) for f in found) == [
         (2, Severity.WARNING), (3, Severity.WARNING)]
     assert found[0].details["lateral_miss_m"] is not None
-
-
-def test_a_closing_object_without_motion_keeps_its_ttc() -> None:
-    bare = moving(4, 8.0, 2.8, 0.0, 0.0, 1.0).model_copy(update={"velocity_mps": None})
-    assert lateral_miss_m(bare) is None
-    assert in_path_ttc(bare) == 1.0
-    assert in_path_ttc(bare.model_copy(update={"ttc_s": None})) is None
-
-
-def test_an_object_in_the_path_now_counts_whatever_its_drift() -> None:
-    # the ego steering turns its frame: a car ahead in the lane seems to slide sideways fast
-    swinging = moving(6, 20.0, -1.4, -9.0, 2.8, 2.2)
-    assert abs(lateral_miss_m(swinging) or 0.0) > 2.0
-    assert in_path_ttc(swinging) == 2.2
 
 
 def test_an_ended_runs_stop_and_the_next_runs_commands_do_not_flap() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from evaluation.scorecard import RunSummary
 from services.messages import (
     CAMERA_FRAMES,
     PERCEPTION_OBJECTS,
@@ -40,6 +41,7 @@ from services.messages import (
 )
 from services.recording.envelope import KafkaRecord
 from services.recording.mcap_io import RecordingWriter
+from tests.unit.evaluation.helpers import run_summary, score
 
 RUN_ID = "20260101-000000-abcdef"
 T0_NS = 1_700_000_000_000_000_000
@@ -128,19 +130,7 @@ def event(run_id: str, wall_ms: int, *, type_: str = "collision_risk",
     return _rec(SAFETY_EVENTS.name, "ego", ev.encode(), wall_ms)
 
 
-def row(name: str, *, collision: bool = False, collision_t_s: float | None = None,
-        frames: int = 0) -> dict[str, Any]:
-    """A scorecard row like the main job's."""
-    return {"name": name, "vehicle_id": "ego", "collision": collision,
-            "impact_speed_mps": 4.2 if collision else 0.0, "collision_t_s": collision_t_s,
-            "min_ttc_s": 0.5, "min_distance_m": 0.0 if collision else 3.0, "progress": 0.5,
-            "max_decel_mps2": 1.0, "max_jerk_mps3": 2.0, "max_lateral_deviation_m": 0.1,
-            "latency_ms": {"p50": 70.0, "p99": 80.0, "n": frames},
-            "control_modes": {"normal": frames}, "control_timeouts": 0, "frames": frames,
-            "score": 30.0 if collision else 50.0}
-
-
-def synthetic_run() -> tuple[dict[str, Any], list[KafkaRecord]]:
+def synthetic_run() -> tuple[RunSummary, list[KafkaRecord]]:
     """Summary and records: scenario A (20 frames, two cameras, collision at 0.8 s), B (6)."""
     wall_b = WALL0_MS + 10_000
     records = scenario_records(0, 20, WALL0_MS, cameras=("front", "side"))
@@ -154,21 +144,17 @@ def synthetic_run() -> tuple[dict[str, Any], list[KafkaRecord]]:
               details={"topic": "vehicle.state"}),
     ]
     records.append(records[5])  # a duplicate delivery (at-least-once): counted once
-    summary = {"run_id": RUN_ID, "clock": "lockstep", "closed_loop": True,
-               "created_ns": T0_NS, "perception": {"model_version": "test", "frames_dropped": 0},
-               "scenarios": [row("alpha", collision=True, collision_t_s=0.8, frames=20),
-                             row("beta", frames=6)],
-               "totals": {"scenarios": 2, "collisions": 1, "collision_free_fraction": 0.5,
-                          "mean_score": 40.0, "mean_progress": 0.5}}
+    summary = run_summary(RUN_ID, [score("alpha", collision=True, collision_t_s=0.8, frames=20),
+                                   score("beta", frames=6)], created_ns=T0_NS)
     return summary, records
 
 
 def make_run_dir(root: Path) -> Path:
     """The synthetic run as a run directory under `root`: summary.json and recording.mcap."""
     summary, records = synthetic_run()
-    run_dir = root / summary["run_id"]
+    run_dir = root / summary.run_id
     run_dir.mkdir()
-    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    (run_dir / "summary.json").write_text(json.dumps(summary.as_json()), encoding="utf-8")
     with RecordingWriter(run_dir / "recording.mcap", TOPICS) as writer:
         for rec in records:
             writer.write(rec)

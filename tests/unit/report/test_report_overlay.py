@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.ranging import Calibration
+from common.calibration import Calibration
 from services.messages import (
     ControlMode,
     DetectedObject,

@@ -15,6 +15,7 @@ from services.report.plots import (
     scenario_plots,
 )
 from services.report.series import ScenarioSeries, split_scenarios
+from tests.unit.evaluation.helpers import score
 from tests.unit.report.helpers import synthetic_run
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -74,7 +75,7 @@ def test_inlined_plots_share_no_ids_and_resolve_their_references(alpha: Scenario
 
 
 def test_empty_series_say_so_instead_of_an_empty_frame() -> None:
-    empty = ScenarioSeries(name="void", run_id="", vehicle_id="ego", row={"name": "void"})
+    empty = ScenarioSeries(name="void", run_id="", vehicle_id="ego", row=score("void"))
     by_key = {p.key: texts(p.svg) for p in scenario_plots(empty)}
     assert "no closing object perceived (no TTC)" in by_key["ttc"]
     assert "no frame with a control recorded" in by_key["latency"]

@@ -13,6 +13,7 @@ from services.report.series import (
     scenario_run_ids,
     split_scenarios,
 )
+from tests.unit.evaluation.helpers import score
 from tests.unit.report.helpers import RUN_ID, synthetic_run
 
 
@@ -98,7 +99,7 @@ def test_video_uses_the_camera_with_most_frames(scenarios: list[ScenarioSeries])
 
 def test_a_row_without_records_gets_empty_series() -> None:
     summary, records = synthetic_run()
-    summary["scenarios"].append({"name": "gamma", "vehicle_id": "ego", "collision": False})
+    summary.scenarios.append(score("gamma"))
     gamma = split_scenarios(summary, records)[2]
     assert gamma.run_id == ""
     assert len(gamma.state_t_s) == 0
