@@ -8,9 +8,10 @@ Steps, all on the same torch thread count (settings, default: the usable cores):
    median of runs (`perception.bench.time_detect`).
 3. broker hop: a small `perception.objects` message, producer → consumer, median [ms];
    floor = decode + model at batch 1 + two hops.
-4. pipeline: the real service (`services.perception.service.build`) in its own process, as
-   in production, drains a backlog of frames queued faster than it can serve; objects
-   published per second over a window after warm-up, from the results' publish stamps, and
+4. pipeline: the real service, started from the process table in a process of its own
+   (`services.runtime.process`) as `roadstream run` starts it, drains a backlog of frames
+   queued faster than it can serve; objects published per second over a window after
+   warm-up, from the results' publish stamps, and
    the mean batch size it chose. efficiency = pipeline fps ÷ bare fps at the measured batch
    size nearest that mean (ties: the larger, stricter one).
 5. latency: a paced producer offers frames at 0.7 × the pipeline's rate for a fixed time;
@@ -49,10 +50,10 @@ from services.bench.perception_rig import (
     send_frame,
 )
 from services.broker.clients import client_kwargs, producer_kwargs
-from services.runtime.delivery import Record
 from services.perception.decode import Image, decode_frames, gpu_decode_device
-from services.perception.process import PerceptionProcess
 from services.perception.settings import PerceptionSettings, model_threads
+from services.runtime.delivery import Record
+from services.runtime.process import ServiceProcess
 from services.settings import Settings
 from simulators.library import DEFAULT_SCENARIO
 
@@ -195,7 +196,7 @@ async def bench_perception(settings: Settings, bootstrap: str, opts: BenchOption
 
     producer = AIOKafkaProducer(**client_kwargs(settings, bootstrap, "bench"), **producer_kwargs(settings))
     collector = Collector(settings, bootstrap)
-    worker = PerceptionProcess()
+    worker = ServiceProcess("perception")  # in its own process, as `roadstream run` runs it
     await producer.start()
     try:
         await collector.start()

@@ -1,8 +1,8 @@
 """The load-generating side of `roadstream bench perception`.
 
 Rendered frames, a collector of `perception.objects` that stamps each message on arrival,
-the broker-hop measurement, and the perception service runs in its
-own process (`services.perception.process`).
+and the broker-hop measurement. The perception service itself runs in a process of its own
+(`services.runtime.process`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.broker.clients import client_kwargs, consumer_kwargs
-from services.runtime.delivery import Record
 from services.messages import CAMERA_FRAMES, PERCEPTION_OBJECTS, FrameRef, PerceptionObjects
+from services.runtime.delivery import Record
 from services.settings import Settings
 from services.simulator import convert
 from simulators.camera import Camera

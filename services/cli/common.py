@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from perception.classes import ModelLoadError
 from services.broker.clients import BrokerUnavailableError
 from services.broker.embedded import EmbeddedBrokerError
-from services.catalog import ServiceNotAvailableError
 from services.messages import MessageError
 from services.settings import Settings, SettingsError, load_settings
 from simulators.library import ScenarioError
@@ -23,7 +22,7 @@ T = TypeVar("T")
 
 #: Errors a user can fix: printed as one line, exit code 2, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    SettingsError, BrokerUnavailableError, EmbeddedBrokerError, ServiceNotAvailableError,
+    SettingsError, BrokerUnavailableError, EmbeddedBrokerError,
     MessageError, FileNotFoundError, ScenarioError, ModelLoadError,
 )
 

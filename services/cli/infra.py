@@ -12,7 +12,7 @@ from typing import Any
 
 from services.broker.clients import ensure_topics, wait_for_brokers
 from services.broker.embedded import kafka
-from services.catalog import SERVICES
+from services.catalog import SERVICES, build
 from services.cli.common import CommandError, emit, run_async, settings_from
 from services.docs import write_docs
 from services.messages import ALL_TOPICS
@@ -74,14 +74,12 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run one service from the catalogue."""
+    """Run one service of the process table in this process, until SIGTERM/Ctrl-C."""
     settings = settings_from(args)
-    builder = SERVICES[args.service].load()
 
     async def serve() -> None:
         async with kafka(settings) as bootstrap:
-            frame = builder(settings, bootstrap)
-            await frame.run()
+            await build(args.service, settings, bootstrap).runtime.run()
 
     with contextlib.suppress(KeyboardInterrupt):
         run_async(serve())

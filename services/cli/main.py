@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import audit, bench, infra, perception_cmds, record, report, run, sim
+from services.cli import audit, bench, control, infra, perception_cmds, record, report, run, sim
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     record.add_parsers(sub)
     bench.add_parsers(sub)
     audit.add_parsers(sub)
+    control.add_parsers(sub)
     perception_cmds.add_parsers(sub)
     report.add_parsers(sub)
     return parser

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 import time
 import uuid
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from evaluation.scorecard import RunSummary
 from services.cli.common import CommandError, emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
 from services.mainjob import (
     EMBEDDED_SEGMENT_SCENARIOS,
     SMALL_MACHINE_CAMERA_HZ,
+    RunOptions,
     default_camera_rate,
     run_library,
 )
@@ -64,29 +67,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                            "or set ROADSTREAM_PERCEPTION_WEIGHTS")
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     out_dir = settings.runs_dir / run_id
-
-    if args.segment < 1:
-        raise CommandError(f"--segment must be at least 1, not {args.segment}")
-    if args.camera_hz is not None and not 0 < args.camera_hz <= 240:
-        raise CommandError(f"--camera-hz must be in (0, 240], not {args.camera_hz:g}")
-    camera_hz = args.camera_hz or default_camera_rate(args.clock)
+    camera_hz = args.camera_hz if args.camera_hz is not None else default_camera_rate(args.clock)
+    try:  # the flags map one to one onto the options, whose errors name them
+        options = RunOptions(scenarios=tuple(names), run_id=run_id, out_dir=out_dir,
+                             clock=args.clock, speed=args.speed, record=not args.no_record,
+                             duration_s=args.duration, segment_scenarios=args.segment,
+                             camera_rate_hz=camera_hz)
+    except ValueError as exc:
+        raise CommandError(f"invalid run options (see `roadstream run --help`): {exc}") from None
     rate = f", camera {camera_hz:g} Hz" if camera_hz else ""
 
-    async def go() -> dict[str, Any]:
+    def on_broker(bootstrap: str) -> None:
+        kind = "embedded broker" if settings.embedded else "Kafka"
+        print(f"run {run_id}: {kind} at {bootstrap}", file=sys.stderr, flush=True)
+
+    async def go() -> RunSummary:
         with progress_bar(f"run {run_id}: {len(names)} scenario(s), {args.clock}{rate}") as bar:
-            return await run_library(settings, scenarios=names, clock=args.clock,
-                                     speed=args.speed, run_id=run_id, out_dir=out_dir,
-                                     duration_s=args.duration, record=not args.no_record,
-                                     segment_scenarios=args.segment, camera_rate_hz=camera_hz,
-                                     progress=ScenarioProgress(bar))
+            return await run_library(settings, dataclasses.replace(
+                options, progress=ScenarioProgress(bar), on_broker=on_broker))
 
     summary = run_async(go())
-    write_json(out_dir / "summary.json", summary)
+    data = summary.as_json()
+    write_json(out_dir / "summary.json", data)
     if args.json:
-        emit(summary, as_json=True, text="")
+        emit(data, as_json=True, text="")
     else:
         print_scorecard(summary)
-        emit(summary, as_json=False, text=f"written: {out_dir}/ (summary.json"
+        emit(data, as_json=False, text=f"written: {out_dir}/ (summary.json"
              + (", recording.mcap" if not args.no_record else "") + ", audit.db)")
     return 0
 
@@ -95,25 +102,25 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def print_scorecard(summary: dict[str, Any]) -> None:
+def print_scorecard(summary: RunSummary) -> None:
     """The scorecard as a table on stdout."""
-    rate = summary.get("camera_rate_hz")
-    table = Table(title=f"run {summary['run_id']} ({summary['clock']}"
+    rate = summary.camera_rate_hz
+    table = Table(title=f"run {summary.run_id} ({summary.clock}"
                         + (f", camera {rate:g} Hz)" if rate else ")"))
     for col in ("scenario", "collision", "impact m/s", "min TTC s", "min dist m", "progress",
                 "max decel", "max jerk", "lat dev m", "e2e p50/p99 ms", "wall s", "score"):
         table.add_column(col, justify="left" if col == "scenario" else "right")
-    for r in summary["scenarios"]:
-        lat = r["latency_ms"]
-        table.add_row(r["name"], "YES" if r["collision"] else "no",
-                      _fmt(r["impact_speed_mps"] if r["collision"] else None, ".1f"),
-                      _fmt(r["min_ttc_s"], ".2f"), _fmt(r["min_distance_m"], ".1f"),
-                      f"{r['progress']:.0%}", _fmt(r["max_decel_mps2"], ".1f"),
-                      _fmt(r["max_jerk_mps3"], ".1f"), _fmt(r["max_lateral_deviation_m"], ".2f"),
-                      f"{_fmt(lat['p50'], '.0f')}/{_fmt(lat['p99'], '.0f')}",
-                      _fmt(r.get("wall_s"), ".0f"), f"{r['score']:.0f}")
-    t = summary["totals"]
+    for r in summary.scenarios:
+        lat = r.latency_ms
+        table.add_row(r.name, "YES" if r.collision else "no",
+                      _fmt(r.impact_speed_mps if r.collision else None, ".1f"),
+                      _fmt(r.min_ttc_s, ".2f"), _fmt(r.min_distance_m, ".1f"),
+                      f"{r.progress:.0%}", _fmt(r.max_decel_mps2, ".1f"),
+                      _fmt(r.max_jerk_mps3, ".1f"), _fmt(r.max_lateral_deviation_m, ".2f"),
+                      f"{_fmt(lat.p50, '.0f')}/{_fmt(lat.p99, '.0f')}",
+                      _fmt(r.wall_s, ".0f"), f"{r.score:.0f}")
+    t = summary.totals
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    console.print(f"{t['scenarios']} scenarios, {t['collisions']} collisions, "
-                    f"mean driving score {t['mean_score']}")
+    console.print(f"{t.scenarios} scenarios, {t.collisions} collisions, "
+                    f"mean driving score {t.mean_score}")

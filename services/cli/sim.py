@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 from services.broker.embedded import kafka
+from services.catalog import build
 from services.cli.common import emit, run_async, settings_from, write_json
 from services.cli.progress import ScenarioProgress, progress_bar
-from services.runtime.service import ServiceRuntime
 from services.settings import Settings
-from services.simulator.runner import ScenarioStreamer
+from services.simulator.service import Simulator
 from services.simulator.settings import SimulatorSettings
 from simulators.library import DEFAULT_SCENARIO, list_scenarios, load_scenario
+
+log = logging.getLogger(__name__)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,16 +73,27 @@ def sim_options(args: argparse.Namespace, **defaults: Any) -> SimulatorSettings:
 
 async def stream(settings: Settings, bootstrap: str, options: SimulatorSettings,
                  run_id: str) -> dict[str, Any]:
-    """Stream one scenario on a simulator service frame; return its metrics."""
-    frame = ServiceRuntime("simulator", settings, bootstrap, run_id=run_id)
-    streamer = ScenarioStreamer(frame, options, run_id=run_id)
-    streamer.subscribe()
-    await frame.start()
+    """Stream one scenario on the simulator service; return its metrics.
+
+    The service's consumer group is this run's own (a group prefix with the run id), so two
+    `roadstream sim` on one cluster each see every control; it starts at the control topic's
+    end, and the stream starts once it holds its partitions, so no control is missed.
+    """
+    run_settings = settings.model_copy(
+        update={"group_prefix": f"{settings.group_prefix}.{run_id}"})
+    built = build("simulator", run_settings, bootstrap, options=options, repeat=False,
+                  run_id=run_id, start_from="latest")
+    simulator: Simulator = built.service
+    await built.runtime.start()
     try:
-        with progress_bar(f"streaming {streamer.scenario.name}") as bar:
-            return await streamer.run(ScenarioProgress(bar))
+        if not await built.runtime.wait_assigned(60):
+            log.warning("sim: the control consumer got no partitions within 60 s; going on")
+        name = load_scenario(options.scenario or DEFAULT_SCENARIO).name
+        with progress_bar(f"streaming {name}") as bar:
+            return await simulator.drive(options, run_id=run_id,
+                                         progress=ScenarioProgress(bar))
     finally:
-        await frame.stop()
+        await built.runtime.stop()
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

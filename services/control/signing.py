@@ -1,70 +1,227 @@
-"""HMAC-SHA256 signatures of `vehicle.control` commands.
+"""HMAC-SHA256 signatures of `vehicle.control` commands, with a SecOC-style freshness value.
 
-A signed command carries three headers (UTF-8 strings):
+A signed command carries four headers, looked up by name (ASCII text):
 
-    sig-key-id   which key signed it (keys rotate; the vehicle holds the same key by id)
-    sig-counter  a per-vehicle counter that increases by one per command (decimal)
-    sig-mac      hex HMAC-SHA256(key, DOMAIN + key_id + "\\n" + counter + "\\n" + value),
-                 DOMAIN = b"roadstream-control-v1\\n"
+    sig-key-id   the key that signed it: 1-64 of [A-Za-z0-9._-] (keys rotate; a vehicle
+                 holds a keyring, key id -> key)
+    sig-epoch    the gate's start: decimal, canonical; changes with every gate start and
+                 only grows (the wall clock in ms at start)
+    sig-counter  per vehicle and epoch, 1, 2, 3, ...: decimal, canonical
+    sig-mac      lowercase hex HMAC-SHA256(key, mac_input(...)), 64 characters
 
-where `value` is the exact Kafka value bytes (the JSON command). Any language can verify it:
-see docs/vehicle-client.md.
+Canonical decimal: 1 to 19 ASCII digits, no sign, no space, no leading zero unless the
+number is 0, at most 2^63 - 1. The MAC input is defined once, in :func:`mac_input`:
+
+    "roadstream-control-v2\\n" key_id "\\n" epoch "\\n" counter "\\n" value
+
+where epoch and counter are their canonical decimal text and `value` is the exact Kafka
+value bytes. The layout is unambiguous: a key id holds no newline, epoch and counter are
+digits only, and the value is everything after the fourth newline.
+
+(epoch, counter) is the freshness value: a vehicle accepts a command only when the pair is
+strictly greater (epoch first) than the last one it accepted. A restarted gate has a larger
+epoch and counts from 1 again; a replay from an earlier epoch stays below. See
+docs/vehicle-client.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
 
+from services.messages.base import INT64_MAX
+from services.messages.payloads import VehicleControl
 from services.messages.registry import CONTROL_SIGNATURE_HEADERS
 
-DOMAIN = b"roadstream-control-v1\n"
-KEY_ID_HEADER, COUNTER_HEADER, MAC_HEADER = CONTROL_SIGNATURE_HEADERS
+DOMAIN: Final = b"roadstream-control-v2\n"
+KEY_ID_HEADER, EPOCH_HEADER, COUNTER_HEADER, MAC_HEADER = CONTROL_SIGNATURE_HEADERS
+#: A key id: it appears in the MAC input, so it must never hold the separator.
+KEY_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# Bytes patterns: [0-9] matches ASCII digits only, where str.isdigit() and int() also take
+# other scripts' digits, a sign, spaces and leading zeros.
+_CANONICAL_DECIMAL = re.compile(rb"0|[1-9][0-9]{0,18}")
+_KEY_ID_BYTES = re.compile(rb"[A-Za-z0-9._-]{1,64}")
+_MAC_HEX = re.compile(rb"[0-9a-f]{64}")
 
 
-class SignatureError(ValueError):
-    """A command whose signature headers are missing, malformed or wrong."""
+class Reason(StrEnum):
+    """Why a vehicle rejects a command; the checks run in this order, the first failing names it."""
+
+    MISSING_HEADER = "missing_header"  # a sig-* header is absent
+    MALFORMED_HEADER = "malformed_header"  # repeated, or not in its canonical form
+    UNKNOWN_KEY = "unknown_key"  # the key id is not in the vehicle's keyring
+    BAD_MAC = "bad_mac"  # the MAC does not match: tampered or signed with another key
+    MALFORMED = "malformed"  # the value is not a vehicle.control command
+    WRONG_VEHICLE = "wrong_vehicle"  # the command names another vehicle
+    REPLAYED = "replayed"  # (epoch, counter) not above the last accepted
+    CLOCK = "clock"  # not on the wall clock, and the vehicle requires it
+    VALIDITY_WINDOW = "validity_window"  # valid_until - stamp negative or above the maximum
+    EXPIRED = "expired"  # valid_until has passed
+    OUT_OF_BOUNDS = "out_of_bounds"  # a value outside the vehicle's physical bounds
 
 
-def mac(key: bytes, key_id: str, counter: int, value: bytes) -> str:
-    """The hex MAC of one command."""
-    message = DOMAIN + key_id.encode() + b"\n" + str(counter).encode() + b"\n" + value
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+class CommandRejected(Exception):  # noqa: N818 - a rejection, not a failure of the client
+    """A command the vehicle must not act on; `reason` says which check failed."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
-def sign(key: bytes, key_id: str, counter: int, value: bytes) -> dict[str, str]:
-    """Signature headers for a command value."""
-    if counter < 0:
-        raise ValueError("counter must be >= 0")
-    return {KEY_ID_HEADER: key_id, COUNTER_HEADER: str(counter),
-            MAC_HEADER: mac(key, key_id, counter, value)}
+def check_key_id(key_id: str) -> str:
+    """`key_id` itself when it may name a key; ValueError otherwise."""
+    if not KEY_ID_PATTERN.fullmatch(key_id):
+        raise ValueError(f"key id {key_id!r} must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return key_id
+
+
+def mac_input(key_id: str, epoch: int, counter: int, value: bytes) -> bytes:
+    """The exact bytes the MAC covers: the one definition of the layout."""
+    check_key_id(key_id)
+    for name, number in (("epoch", epoch), ("counter", counter)):
+        if not 0 <= number <= INT64_MAX:
+            raise ValueError(f"{name} {number} is outside 0..2^63-1")
+    return b"\n".join((DOMAIN + key_id.encode(), str(epoch).encode(), str(counter).encode(),
+                       value))
+
+
+def mac(key: bytes, key_id: str, epoch: int, counter: int, value: bytes) -> str:
+    """The lowercase hex HMAC-SHA256 of one command."""
+    return hmac.new(key, mac_input(key_id, epoch, counter, value), hashlib.sha256).hexdigest()
+
+
+def signature_headers(key: bytes, key_id: str, epoch: int, counter: int,
+                      value: bytes) -> dict[str, str]:
+    """The four signature headers of a command value."""
+    return {KEY_ID_HEADER: key_id, EPOCH_HEADER: str(epoch), COUNTER_HEADER: str(counter),
+            MAC_HEADER: mac(key, key_id, epoch, counter, value)}
+
+
+_epoch_lock = threading.Lock()
+_last_epoch_ms = [0]  # the last epoch this process handed out [ms]
+
+
+def new_epoch() -> int:
+    """A fresh epoch: the wall clock in ms, above every epoch this process handed out before.
+
+    Across processes it grows with the wall clock; a gate host whose clock steps back past
+    its previous start would sign below what vehicles accepted (they reject it as replayed),
+    so gate hosts keep their clocks synchronised.
+    """
+    with _epoch_lock:
+        _last_epoch_ms[0] = max(time.time_ns() // 1_000_000, _last_epoch_ms[0] + 1)
+        return _last_epoch_ms[0]
+
+
+@dataclass(frozen=True)
+class SignedCommand:
+    """A command ready to publish: its exact value bytes and its signature headers."""
+
+    value: bytes
+    headers: dict[str, str]
+    epoch: int
+    counter: int
+
+
+class Signer:
+    """The gate side: signs each vehicle's commands with the current key, epoch and counter.
+
+    One Signer per gate start: it takes a new epoch when built (or the given one), and counts
+    each vehicle's commands from 1 within it, whatever run they belong to. A vehicle listed
+    in ``vehicle_key_ids`` is signed with its own key (per-vehicle keys); every other with
+    ``key_id``.
+    """
+
+    def __init__(self, keyring: Mapping[str, bytes], key_id: str, *, epoch: int | None = None,
+                 vehicle_key_ids: Mapping[str, str] | None = None) -> None:
+        self.vehicle_key_ids = dict(vehicle_key_ids or {})
+        for kid in (key_id, *self.vehicle_key_ids.values()):
+            if kid not in keyring:
+                raise ValueError(f"signing key id {kid!r} is not in the keyring "
+                                 f"({', '.join(sorted(keyring)) or 'empty'})")
+        self.keyring = {check_key_id(k): bytes(v) for k, v in keyring.items()}
+        self.key_id = key_id
+        self.epoch = new_epoch() if epoch is None else epoch
+        if not 0 <= self.epoch <= INT64_MAX:
+            raise ValueError(f"epoch {self.epoch} is outside 0..2^63-1")
+        self.counters: dict[str, int] = {}
+
+    def sign(self, command: VehicleControl) -> SignedCommand:
+        """Encode a command and sign it with the next counter of its vehicle."""
+        vehicle = command.vehicle_id
+        counter = self.counters.get(vehicle, 0) + 1
+        self.counters[vehicle] = counter
+        key_id = self.vehicle_key_ids.get(vehicle, self.key_id)
+        value = command.encode()
+        return SignedCommand(value, signature_headers(self.keyring[key_id], key_id, self.epoch,
+                                                      counter, value), self.epoch, counter)
 
 
 @dataclass(frozen=True)
 class Signature:
-    """The verified signature of a command."""
+    """A verified signature: which key, and the command's freshness value."""
 
     key_id: str
+    epoch: int
     counter: int
 
+    @property
+    def freshness(self) -> tuple[int, int]:
+        """(epoch, counter), compared as a pair."""
+        return self.epoch, self.counter
 
-def verify(keys: Mapping[str, bytes], headers: Iterable[tuple[str, bytes]], value: bytes) -> Signature:
-    """Check a command's signature against the known keys; SignatureError says what is wrong."""
-    found = {k: v for k, v in headers if k in CONTROL_SIGNATURE_HEADERS}
-    missing = [h for h in CONTROL_SIGNATURE_HEADERS if h not in found]
-    if missing:
-        raise SignatureError(f"unsigned command: header {missing[0]!r} is missing")
-    try:
-        key_id = found[KEY_ID_HEADER].decode()
-        counter = int(found[COUNTER_HEADER].decode())
-        given = found[MAC_HEADER].decode()
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise SignatureError(f"malformed signature header: {exc}") from exc
-    key = keys.get(key_id)
+
+def _header_values(headers: Iterable[tuple[str, bytes]]) -> dict[str, bytes]:
+    found: dict[str, list[bytes]] = {name: [] for name in CONTROL_SIGNATURE_HEADERS}
+    for name, raw in headers:
+        if name in found:
+            found[name].append(bytes(raw))
+    for name, values in found.items():
+        if not values:
+            raise CommandRejected(Reason.MISSING_HEADER,
+                                  f"unsigned command: header {name!r} is missing")
+    for name, values in found.items():
+        if len(values) > 1:  # which one counts would differ between clients
+            raise CommandRejected(Reason.MALFORMED_HEADER, f"header {name!r} appears "
+                                  f"{len(values)} times")
+    return {name: values[0] for name, values in found.items()}
+
+
+def _decimal_header(found: Mapping[str, bytes], name: str) -> int:
+    raw = found[name]
+    if not _CANONICAL_DECIMAL.fullmatch(raw) or int(raw) > INT64_MAX:
+        raise CommandRejected(Reason.MALFORMED_HEADER,
+                              f"header {name!r} = {raw[:40]!r} is not a canonical decimal "
+                              "(ASCII digits, no sign, no leading zero, at most 2^63-1)")
+    return int(raw)
+
+
+def verify(keyring: Mapping[str, bytes], headers: Iterable[tuple[str, bytes]],
+           value: bytes) -> Signature:
+    """Check a command's signature headers and MAC; CommandRejected says which check failed."""
+    found = _header_values(headers)
+    raw_key_id = found[KEY_ID_HEADER]
+    if not _KEY_ID_BYTES.fullmatch(raw_key_id):
+        raise CommandRejected(Reason.MALFORMED_HEADER,
+                              f"header {KEY_ID_HEADER!r} = {raw_key_id[:70]!r} is not a key id")
+    epoch = _decimal_header(found, EPOCH_HEADER)
+    counter = _decimal_header(found, COUNTER_HEADER)
+    given = found[MAC_HEADER]
+    if not _MAC_HEX.fullmatch(given):
+        raise CommandRejected(Reason.MALFORMED_HEADER,
+                              f"header {MAC_HEADER!r} is not 64 lowercase hex digits")
+    key_id = raw_key_id.decode()
+    key = keyring.get(key_id)
     if key is None:
-        raise SignatureError(f"unknown key id {key_id!r}")
-    if not hmac.compare_digest(given, mac(key, key_id, counter, value)):
-        raise SignatureError(f"MAC mismatch for key {key_id!r}, counter {counter}")
-    return Signature(key_id, counter)
+        raise CommandRejected(Reason.UNKNOWN_KEY, f"unknown key id {key_id!r}")
+    if not hmac.compare_digest(given.decode(), mac(key, key_id, epoch, counter, value)):
+        raise CommandRejected(Reason.BAD_MAC,
+                              f"MAC mismatch for key {key_id!r}, epoch {epoch}, counter {counter}")
+    return Signature(key_id, epoch, counter)

@@ -1,11 +1,12 @@
 """`roadstream serve perception`: a thin loop over the pure perception code.
 
-Per micro-batch: decode each frame (bad ones are dead-lettered), drop frames older than the
-latency budget and, of several frames of one camera, all but the newest (each drop counted,
-reported and raised as a safety event), run the detector once on the
-batch, track and range per camera, publish one `perception.objects` per frame with the source
-frame's seq and stamp, the model version and per-stage latencies. Offsets are committed after
-the batch's results are published.
+Per micro-batch: decode each frame, drop frames older than the latency budget and, of several
+frames of one camera, all but the newest (each drop counted, reported and raised as a safety
+event), run the detector once on the batch, track and range per camera, publish one
+`perception.objects` per frame with the source frame's seq and stamp, the model version and
+per-stage latencies. Offsets are committed after the batch's results are published. Failures
+are per frame: a frame that cannot be decoded, detected or tracked is dead-lettered with its
+own error, and its neighbours are served.
 
 Decode and inference run on one worker thread of their own (OpenCV and torch release the GIL),
 so the event loop stays free meanwhile: the consumer keeps fetching, acknowledgements and
@@ -28,11 +29,7 @@ from perception.checkpoint import load_detector
 from perception.detections import Detections
 from perception.detector import Detector
 from perception.pipeline import CameraPerception, PerceivedObject
-from perception.ranging import Calibration as RangingCalibration
 from perception.tracking import TrackerConfig
-from services.runtime.delivery import Record
-from services.runtime.events import safety_event
-from services.runtime.service import ServiceRuntime
 from services.messages import (
     CAMERA_FRAMES,
     PERCEPTION_OBJECTS,
@@ -47,6 +44,9 @@ from services.messages import (
 )
 from services.perception.decode import Image, decode_frames, gpu_decode_device
 from services.perception.settings import PerceptionSettings, model_threads
+from services.runtime.delivery import Record
+from services.runtime.events import safety_event
+from services.runtime.service import BuiltService, ServiceRuntime
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Rec
     for record in records:
         try:
             readable.append((record, FrameMeta.from_headers(record.headers)))
-        except ValueError:  # MessageError, or pydantic's ValidationError
+        except Exception:  # noqa: S112 -- any header fault: decoding dead-letters it, named
             continue
     _, superseded = newest_per_stream(readable, stream=lambda r: stream_of(r[1]),
                                       capture_ns=lambda r: r[1].capture_ns)
@@ -130,7 +130,7 @@ class PerceptionService:
         key = stream_of(meta)
         cam = self.cameras.get(key)
         if cam is None or cam.calibration.width != meta.calibration.width:
-            cam = CameraPerception(RangingCalibration.from_mapping(meta.calibration.model_dump()),
+            cam = CameraPerception(meta.calibration,
                                    tracker_config=self.tracker_config)
             self.cameras[key] = cam
         return cam
@@ -176,7 +176,11 @@ class PerceptionService:
 
     async def serve(self, frames: list[_Frame],
                     arrived_ns: int) -> None:
-        """Run the detector once on a batch, track, and publish one result per frame."""
+        """Run the detector once on a batch, track, and publish one result per frame.
+
+        Failures are per frame: one the detector fails on (alone), or whose tracking or result
+        fails, is dead-lettered with its own error, and the others are served.
+        """
         loop = asyncio.get_running_loop()
         detections, infer_ms = await loop.run_in_executor(
             self.worker, self._detect, [image for _, _, image, _ in frames])
@@ -184,18 +188,23 @@ class PerceptionService:
         self.stage.labels("infer").observe(infer_ms / 1e3)
         results: list[tuple[Record, FrameMeta, PerceptionObjects, float, float]] = []
         for (record, meta, _, decode_ms), dets in zip(frames, detections, strict=True):
-            t1 = time.perf_counter_ns()
-            objects = self.camera(meta).update(dets, meta.capture_ns)
-            track_ms = (time.perf_counter_ns() - t1) * MS
-            now = time.time_ns()
-            result = PerceptionObjects(
-                vehicle_id=meta.vehicle_id, camera_id=meta.camera_id,
-                source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), stamp_ns=now,
-                model_version=self.detector.model_version, objects=[to_wire(o) for o in objects],
-                latencies_ms={"queue": round((arrived_ns - meta.capture_ns) * MS, 3),
-                              "decode": round(decode_ms, 3), "infer": round(infer_ms, 3),
-                              "track": round(track_ms, 3), "batch_size": float(len(frames))},
-                run_id=meta.run_id)
+            try:
+                if isinstance(dets, Exception):
+                    raise dets
+                t1 = time.perf_counter_ns()
+                objects = self.camera(meta).update(dets, meta.capture_ns)
+                track_ms = (time.perf_counter_ns() - t1) * MS
+                result = PerceptionObjects(
+                    vehicle_id=meta.vehicle_id, camera_id=meta.camera_id,
+                    source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), stamp_ns=time.time_ns(),
+                    model_version=self.detector.model_version, objects=[to_wire(o) for o in objects],
+                    latencies_ms={"queue": round((arrived_ns - meta.capture_ns) * MS, 3),
+                                  "decode": round(decode_ms, 3), "infer": round(infer_ms, 3),
+                                  "track": round(track_ms, 3), "batch_size": float(len(frames))},
+                    run_id=meta.run_id)
+            except Exception as error:  # this frame's own fault (its calibration, its values)
+                await self.frame.dead_letter(CAMERA_FRAMES, record, error)
+                continue
             results.append((record, meta, result, decode_ms, track_ms))
         # The batch's results go out together and are acknowledged together: one broker round
         # trip per batch, not one per frame (they are queued in order, so per-camera order holds).
@@ -207,10 +216,26 @@ class PerceptionService:
             self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
             self.frames_done.inc()
 
-    def _detect(self, images: list[Image]) -> tuple[list[Detections], float]:
-        """The detector on one batch, and its time [ms] (on the worker thread)."""
+    def _detect(self, images: list[Image]) -> tuple[list[Detections | Exception], float]:
+        """The detector on one batch, and its time [ms] (on the worker thread).
+
+        When the batch fails, each image is run alone, so an error is reported against the
+        image that raised it (in its place in the list), not against its whole batch.
+        """
         t0 = time.perf_counter_ns()
-        detections = self.detector.detect(images)
+        detections: list[Detections | Exception]
+        try:
+            detections = list(self.detector.detect(images))
+        except Exception as error:
+            if len(images) == 1:
+                detections = [error]
+            else:
+                detections = []
+                for image in images:
+                    try:
+                        detections.extend(self.detector.detect([image]))
+                    except Exception as own:
+                        detections.append(own)
         return detections, (time.perf_counter_ns() - t0) * MS
 
     async def publish(self, record: Record, key: bytes, result: PerceptionObjects,
@@ -251,22 +276,36 @@ class PerceptionService:
 
 
 def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | None = None,
-          detector: Detector | None = None, **frame_kwargs: Any) -> ServiceRuntime:
-    """The perception service; loads the model here, at start-up (never at import)."""
+          detector: Detector | None = None,
+          **runtime_kwargs: Any) -> BuiltService[PerceptionService]:
+    """The perception service; loads the model here, at start-up (never at import).
+
+    Ready facts: ``group``, ``device``, ``model_version``; counts: ``batches``,
+    ``batch_mean``, ``batch_sizes`` and ``dropped`` ({reason: n}).
+    """
     options = options or PerceptionSettings()
     if detector is None:
         detector = load_detector(options.weights, builder=options.builder,
                                  class_map=options.class_map, device=settings.device,
                                  score_thresh=options.score_thresh,
                                  num_threads=model_threads(settings))
-    frame = ServiceRuntime("perception", settings, bootstrap, **frame_kwargs)
-    service = PerceptionService(frame, detector, options)
+    runtime = ServiceRuntime("perception", settings, bootstrap, **runtime_kwargs)
+    service = PerceptionService(runtime, detector, options)
     # Skipping needs the backlog in hand: take more than a batch when it is on.
     fetch = (max(options.max_fetch_records, options.max_batch_size) if options.newest_per_camera
              else options.max_batch_size)
-    frame.consume_batch(CAMERA_FRAMES, max_records=fetch,
-                        top_up_ms=options.max_wait_ms if options.newest_per_camera else None,
-                        max_wait_ms=options.max_wait_ms)(service.handle)
-    frame.on_stop(service.worker.shutdown)  # after the last batch drained
-    frame.perception = service  # type: ignore[attr-defined]
-    return frame
+    runtime.consume_batch(CAMERA_FRAMES, max_records=fetch,
+                          top_up_ms=options.max_wait_ms if options.newest_per_camera else None,
+                          max_wait_ms=options.max_wait_ms)(service.handle)
+    runtime.on_stop(service.worker.shutdown)  # after the last batch drained
+
+    def ready() -> dict[str, Any]:
+        return {"group": runtime.topic_group(CAMERA_FRAMES), "device": str(detector.device),
+                "model_version": detector.model_version}
+
+    def counts() -> dict[str, Any]:
+        sizes = list(service.batch_sizes)
+        return {"batches": len(sizes), "batch_mean": sum(sizes) / len(sizes) if sizes else 0.0,
+                "batch_sizes": sizes, "dropped": dict(service.dropped_by_reason)}
+
+    return BuiltService(runtime, service, ready=ready, counts=counts)

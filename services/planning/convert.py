@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from common.classes import as_object_class
 from planning.gate import GateConfig
 from planning.inputs import CameraObjects, SeenObject, VehicleInput
 from planning.stack import StackConfig
-from planning.types import EgoState, ObjectClass, Trajectory
+from planning.types import EgoState, Trajectory
 from services.control.settings import ControlSettings
 from services.messages import (
     PERCEPTION_OBJECTS,
@@ -19,10 +20,6 @@ from services.planning.settings import PlanningSettings
 
 #: What the service tags each camera frame with: its message and its trace context.
 Source = tuple[PerceptionObjects, str]
-
-CLASS_IDS = {"car": ObjectClass.CAR, "truck": ObjectClass.TRUCK,
-             "pedestrian": ObjectClass.PEDESTRIAN, "cyclist": ObjectClass.CYCLIST}
-
 
 def stack_config(options: PlanningSettings, control: ControlSettings) -> StackConfig:
     """The stack's clock, primary camera, control period and gate timeouts, from settings.
@@ -70,7 +67,7 @@ def seen_object(obj: DetectedObject) -> SeenObject:
     """One tracked object from `perception.objects` (unknown classes count as cars)."""
     return SeenObject(
         track_id=obj.track_id,
-        object_class=CLASS_IDS.get(str(obj.object_class), ObjectClass.CAR),
+        object_class=as_object_class(obj.object_class),
         position_m=None if obj.position_m is None else (obj.position_m.x, obj.position_m.y),
         velocity_mps=None if obj.velocity_mps is None else (obj.velocity_mps.x,
                                                             obj.velocity_mps.y),

@@ -21,17 +21,17 @@ from typing import Any
 import torch
 from prometheus_client import Counter
 
-from perception.detector import resolve_device
+from common.device import resolve_device
 from planning.planner import Planner
 from planning.runtime import tune_allocator
 from planning.stack import CommandOut, PlanningStack, PlanOut, StepResult
-from services.control.settings import ControlSettings
-from services.control.signing import sign
+from services.control.settings import ControlSettings, load_control_settings
 from services.messages import (
     PERCEPTION_OBJECTS,
     PLANNING_TRAJECTORY,
     VEHICLE_CONTROL,
     VEHICLE_STATE,
+    ControlClock,
     ControlMode,
     EventRefs,
     PerceptionObjects,
@@ -70,7 +70,8 @@ class PlanningService:
         self.runtime = runtime
         self.options = options
         self.control = control
-        self.key = control.hmac_key.get_secret_value().encode()
+        self.signer = control.signer()  # a new epoch for every start of the gate
+        self.warn_dev_key = control.uses_dev_key  # said once, with the first command
         self.planner = Planner(device=str(resolve_device(settings.device)))
         self.config = convert.stack_config(options, control)
         self.vehicles: dict[str, Vehicle] = {}
@@ -140,16 +141,26 @@ class PlanningService:
             steering_tire_rotation_rate_radps=cmd.steering_tire_rotation_rate_radps,
             target_speed_mps=max(0.0, cmd.target_speed_mps), accel_mps2=cmd.accel_mps2,
             jerk_mps3=cmd.jerk_mps3, mode=ControlMode(str(out.gate.mode)),
-            source=source.source if source is not None else None, run_id=v.run_id)
-        value = control.encode()
-        headers = sign(self.key, self.control.key_id, v.seq, value)
+            source=source.source if source is not None else None, run_id=v.run_id,
+            clock=ControlClock(self.options.clock))
+        signed = self.signer.sign(control)
+        headers = dict(signed.headers)
         if trace:
             headers["traceparent"] = trace
         headers["content-type"] = "application/json"
-        await self.runtime.publish(VEHICLE_CONTROL, value, key=v.vehicle_id, headers=headers)
+        await self.runtime.publish(VEHICLE_CONTROL, signed.value, key=v.vehicle_id,
+                                  headers=headers)
         self.commands.labels(control.mode.value).inc()
         for name in out.gate.clamped:
             self.clamps.labels(name).inc()
+        if self.warn_dev_key:
+            self.warn_dev_key = False
+            await self.runtime.emit(safety_event(
+                source="gate", type_="development_key", severity=Severity.WARNING,
+                vehicle_id=v.vehicle_id, details={"key_id": self.signer.key_id,
+                                                  "why": "ROADSTREAM_CONTROL_DEV_KEY is set: "
+                                                  "anyone can forge these commands"},
+                run_id=v.run_id))
         for event in out.gate.events:
             await self.runtime.emit(safety_event(
                 source="gate", type_=event.type, severity=Severity(event.severity),
@@ -186,7 +197,7 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     runtime = ServiceRuntime("planning", settings, bootstrap, **runtime_kwargs)
-    service = PlanningService(runtime, settings, options, control or ControlSettings())
+    service = PlanningService(runtime, settings, options, control or load_control_settings())
     # Only the newest state and objects matter (older ones are stale to the gate), so no
     # commit round trip per record: at 20 + 20 records/s those bound the service's intake.
     runtime.consume(VEHICLE_STATE, at_least_once=False)(service.on_state)

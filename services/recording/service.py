@@ -15,9 +15,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.runtime.service import ServiceRuntime
 from services.messages import TOPICS
 from services.recording.recorder import Recorder
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 
 log = logging.getLogger(__name__)

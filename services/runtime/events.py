@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from services.messages import EventRefs, SafetyEvent, Severity
+
+#: Info event of a producer whose run ended normally (the simulator, at a scenario's end): the
+#: silence that follows is not an outage. The monitor stops judging the run when it sees it.
+RUN_FINISHED: Final = "run_finished"
 
 
 def safety_event(*, source: str, type_: str, severity: Severity, vehicle_id: str = "",

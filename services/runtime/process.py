@@ -1,17 +1,23 @@
-"""A service in a process of its own, and the parent's handle on it.
+"""A service of the process table in a process of its own, and the parent's handle on it.
 
-`roadstream run` and `roadstream bench perception` run real services (perception, planning)
-the way they run in production: alone in a process, their event loop and torch threads not
-sharing the interpreter (and its lock) with the simulator's renderer, the other services or a
-load generator. Protocol on the standard streams, one JSON document per line after ``PREFIX``:
+`roadstream run` and `roadstream bench perception` run the services the table marks
+``own_process`` (perception, planning) the way they run in production: alone in a process,
+their event loop and torch threads not sharing the interpreter (and its lock) with the
+simulator's renderer, the other services or a load generator. The child is
+``python -m services.runtime.process``; it builds the service through the table
+(`services.catalog.build`). Protocol on the standard streams, one JSON document per line
+after ``PREFIX``:
 
-- stdin, first line: the service's config (``{"settings": {...}, "options": {...},
-  "bootstrap": "host:port"}``);
-- stdout: ``{"ready": true, ...}`` once its consumers hold their partitions;
+- stdin, first line: ``{"service": NAME, "settings": {...}, "options": {...},
+  "bootstrap": "host:port"}``;
+- stdout: ``{"ready": true, ...}`` once its consumers hold their partitions, with the
+  service's `BuiltService.ready` facts;
 - closing stdin stops the service gracefully (work in flight is drained); stdout then gets
-  ``{"stopped": true, ...}`` with the service's final counts.
+  ``{"stopped": true, ...}`` with its `BuiltService.counts`.
 
-The child is sent SIGTERM when its parent dies.
+The child's consumer groups start at the current end of their topics (``start_from=
+"latest"``), so messages already on a shared cluster are never served again. It is sent
+SIGTERM when its parent dies.
 """
 
 from __future__ import annotations
@@ -19,19 +25,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 import tempfile
-from collections.abc import Callable, Coroutine
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from services.broker.embedded import die_with_parent
-from services.runtime.service import ServiceRuntime
+from services.catalog import build, entry
+from services.runtime.service import BuiltService
 from services.settings import Settings
 
 PREFIX = "roadstream-service "
+#: The child's module (this one).
+CHILD_MODULE = "services.runtime.process"
+#: How long the child waits for its consumers to hold partitions before giving up [s].
+ASSIGN_TIMEOUT_S = 60.0
 
 
 def say(message: dict[str, Any]) -> None:
@@ -50,55 +62,68 @@ def plain_settings(settings: Settings) -> dict[str, Any]:
     return data
 
 
-async def serve_until_stdin_closes(frame: ServiceRuntime, ready: Callable[[], dict[str, Any]],
-                                   stopped: Callable[[], dict[str, Any]]) -> None:
-    """Start ``frame``, report ready (with ``ready()``) once its consumers hold their
-    partitions, serve until the parent closes stdin, stop, report ``stopped()``."""
-    await frame.start()
+async def serve_until_stdin_closes(built: BuiltService[Any]) -> None:
+    """Start the service, report ready once its consumers hold their partitions, serve until
+    the parent closes stdin, stop, report its counts."""
+    runtime = built.runtime
+    await runtime.start()
     try:
-        if not await frame.wait_assigned(60):
-            raise RuntimeError(f"the {frame.name} consumers got no partitions within 60 s")
-        say({"ready": True, **ready()})
+        if not await runtime.wait_assigned(ASSIGN_TIMEOUT_S):
+            raise RuntimeError(f"the {runtime.name} consumers got no partitions within "
+                               f"{ASSIGN_TIMEOUT_S:g} s")
+        say({"ready": True, **built.ready()})
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
     finally:
-        await frame.stop()
-    say({"stopped": True, **stopped()})
+        await runtime.stop()
+    say({"stopped": True, **built.counts()})
 
 
-def child_main(serve: Callable[[dict[str, Any]], Coroutine[Any, Any, None]]) -> int:
-    """A service process's entry point: logs to stderr, config from stdin's first line."""
+async def serve_config(config: dict[str, Any]) -> None:
+    """Build the service a config line names, through the process table, and serve it."""
+    service = entry(str(config["service"]))
+    options = service.options_model()(**config["options"])
+    built = build(service.name, Settings(**config["settings"]), str(config["bootstrap"]),
+                  options=options, start_from="latest")
+    await serve_until_stdin_closes(built)
+
+
+def child_main() -> int:
+    """The service process's entry point: logs to stderr, config from stdin's first line."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = json.loads(sys.stdin.readline())
-    asyncio.run(serve(config))
+    asyncio.run(serve_config(json.loads(sys.stdin.readline())))
     return 0
 
 
 class ServiceProcess:
-    """The parent's handle: start ``python -m module``, wait for ready, stop it for its counts.
+    """The parent's handle: start a service of the table in its own process, wait for ready,
+    stop it for its counts.
 
     Its stderr (logs) is appended to ``log_path`` when given, else goes to a temporary file;
     either way the end of it is in the error when the process exits early.
     """
 
-    def __init__(self, module: str, log_path: Path | None = None) -> None:
-        self.module = module
+    def __init__(self, service: str, log_path: Path | None = None) -> None:
+        self.service = entry(service).name
         self.proc: asyncio.subprocess.Process | None = None
         # Closed in stop().
         self.log: IO[bytes] = (open(log_path, "a+b") if log_path is not None  # noqa: SIM115
                                else tempfile.TemporaryFile())  # noqa: SIM115
 
-    async def start(self, settings: Settings, options: Any, bootstrap: str,
-                    timeout_s: float = 120.0) -> dict[str, Any]:
-        """Start the service with its settings and options (a pydantic model), and wait until
-        its consumers hold their partitions."""
+    async def start(self, settings: Settings, options: BaseModel, bootstrap: str,
+                    timeout_s: float = 120.0,
+                    env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Start the service with its settings and options (its table's options model), and
+        wait until its consumers hold their partitions; returns its ready facts. ``env``:
+        variables added to the child's environment (the run's control keyring)."""
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", CHILD_MODULE, stdin=asyncio.subprocess.PIPE,
+            env={**os.environ, **env} if env else None,
             stdout=asyncio.subprocess.PIPE, stderr=self.log, preexec_fn=die_with_parent)
         assert self.proc.stdin is not None
-        config = {"settings": plain_settings(settings), "options": options.model_dump(mode="json"),
-                  "bootstrap": bootstrap}
+        config = {"service": self.service, "settings": plain_settings(settings),
+                  "options": options.model_dump(mode="json"), "bootstrap": bootstrap}
         self.proc.stdin.write((json.dumps(config) + "\n").encode())
         await self.proc.stdin.drain()
         return await asyncio.wait_for(self._message("ready"), timeout_s)
@@ -109,7 +134,7 @@ class ServiceProcess:
         while True:
             line = await self.proc.stdout.readline()
             if not line:
-                raise RuntimeError(f"the service process {self.module} exited:\n"
+                raise RuntimeError(f"the {self.service} service process exited:\n"
                                    + self.log_tail())
             text = line.decode(errors="replace")
             if text.startswith(PREFIX):
@@ -138,3 +163,7 @@ class ServiceProcess:
         if not self.log.closed:
             self.log.close()
         return summary
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())

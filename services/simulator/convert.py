@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from common.control import ControlCommand
 from services.messages import (
     Calibration,
     FrameMeta,
@@ -20,13 +21,12 @@ from services.messages import (
     VehicleControl,
     VehicleState,
 )
-from simulators.kinematics import ControlCommand
 
 if TYPE_CHECKING:
     from simulators.camera import Camera
     from simulators.ground_truth import FrameGroundTruth
     from simulators.road import Road
-    from simulators.world import EgoState
+    from simulators.world import WorldEgoState
 
 
 PREVIEW_STEP_M = 5.0  # spacing of the curvature preview in `vehicle.state` [m]
@@ -40,7 +40,7 @@ def preview_curvature(road: Road, s_m: float) -> list[float]:
     return [round(float(k), 9) for k in road.curvature(stations)]
 
 
-def vehicle_state(ego: EgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
+def vehicle_state(ego: WorldEgoState, road: Road, *, vehicle_id: str, stamp_ns: int,
                   run_id: str) -> VehicleState:
     """`vehicle.state` from the simulated ego, with its lane context from the road."""
     lane = road.lane_of(ego.d_m)
@@ -82,12 +82,11 @@ def frame_meta(camera: Camera, *, vehicle_id: str, seq: int, stamp_ns: int, run_
 
 
 def control_command(control: VehicleControl) -> ControlCommand:
-    """The simulator's actuator command from a `vehicle.control` message."""
-    rate = control.steering_tire_rotation_rate_radps
-    return ControlCommand(steer_rad=control.steering_tire_angle_rad,
-                          accel_mps2=control.accel_mps2,
-                          target_speed_mps=control.target_speed_mps,
-                          steer_rate_radps=abs(rate) if rate else None)
+    """The command a `vehicle.control` message carries, for the simulated vehicle to apply."""
+    return ControlCommand(steering_tire_angle_rad=control.steering_tire_angle_rad,
+                          steering_tire_rotation_rate_radps=control.steering_tire_rotation_rate_radps,
+                          target_speed_mps=control.target_speed_mps, accel_mps2=control.accel_mps2,
+                          jerk_mps3=control.jerk_mps3, stamp_ns=control.stamp_ns)
 
 
 def traceparent(run_id: str, vehicle_id: str, camera_id: str, seq: int) -> str:
@@ -103,4 +102,4 @@ def traceparent(run_id: str, vehicle_id: str, camera_id: str, seq: int) -> str:
 
 
 #: What the simulated vehicle does when no valid command is at hand: a comfortable stop.
-FALLBACK_COMMAND = ControlCommand(steer_rad=0.0, accel_mps2=-1.0, target_speed_mps=0.0)
+FALLBACK_COMMAND = ControlCommand(steering_tire_angle_rad=0.0, accel_mps2=-1.0, target_speed_mps=0.0)

@@ -17,19 +17,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.delivery import Record
-from services.runtime.service import ServiceRuntime
+from common.control import ControlCommand
+from services.control.client import CommandVerifier
+from services.control.signing import CommandRejected, Reason
 from services.messages import (
     CAMERA_FRAMES,
     SIM_GROUND_TRUTH,
-    VEHICLE_CONTROL,
     VEHICLE_STATE,
+    ControlClock,
     ControlMode,
+    EventRefs,
+    Severity,
     VehicleControl,
 )
+from services.runtime.delivery import Record
+from services.runtime.events import RUN_FINISHED, safety_event
+from services.runtime.service import ServiceRuntime
 from services.simulator import convert
 from services.simulator.settings import SimulatorSettings
-from simulators.kinematics import ControlCommand
 from simulators.library import load_scenario
 from simulators.render import encode_jpeg
 from simulators.scenario import Scenario
@@ -63,6 +68,10 @@ class VehicleRun:
     latencies_ms: list[float] = field(default_factory=list)  # frame capture → its control
     modes: dict[str, int] = field(default_factory=dict)
     engaged_at_s: float | None = None  # scenario time the stack's commands took over [s]
+    verifier: CommandVerifier | None = None  # closed loop: the vehicle-side check
+    rejected: dict[str, int] = field(default_factory=dict)  # commands refused, by reason
+    expired: int = 0  # genuine commands that arrived after their validity (real time)
+    last_stamp_ns: int = 0  # stamp of the newest tick published [ns]
 
     def latency(self) -> dict[str, float | None]:
         """End-to-end latency percentiles [ms]: frame capture to its first control received."""
@@ -79,16 +88,25 @@ class VehicleRun:
                 "controls_applied": self.controls_applied,
                 "frame_hash": self.frame_hash.hexdigest(), "latency_ms": self.latency(),
                 "control_modes": dict(self.modes), "engaged_at_s": self.engaged_at_s,
+                "commands_rejected": dict(sorted(self.rejected.items())),
+                "commands_expired": self.expired,
                 "collision_class": self.world.collisions[0].actor_class
                 if self.world.collisions else None, **self.world.metrics.summary()}
 
 
 class ScenarioStreamer:
-    """Runs one scenario for N vehicles on a service frame."""
+    """Runs one scenario for N vehicles, publishing on `runtime`.
 
-    def __init__(self, frame: ServiceRuntime, options: SimulatorSettings, *, run_id: str,
-                 scenario: Scenario | None = None) -> None:
-        self.frame = frame
+    In closed loop its controls come from `on_control`, which the simulator service's one
+    `vehicle.control` subscription calls (`services.simulator.service.Simulator`).
+    """
+
+    def __init__(self, runtime: ServiceRuntime, options: SimulatorSettings, *, run_id: str,
+                 scenario: Scenario | None = None,
+                 verifier: Callable[[str], CommandVerifier] | None = None) -> None:
+        """``verifier``: the vehicle-side check of each vehicle id (closed loop; None: commands
+        are taken unverified, as in open-loop tests of the streamer alone)."""
+        self.runtime = runtime
         self.options = options
         self.run_id = run_id
         self.scenario = scenario or load_scenario(options.scenario or _default())
@@ -99,6 +117,9 @@ class ScenarioStreamer:
                        World.from_scenario(self.scenario, seed=seed + i))
             for i in range(options.vehicles)
         }
+        if verifier is not None:
+            for run in self.vehicles.values():
+                run.verifier = verifier(run.vehicle_id)
         self.cameras = list(self.vehicles[next(iter(self.vehicles))].world.cameras.values())
         self.rate_hz = max(c.rate_hz for c in self.scenario.cameras)  # the world's tick
         cap = options.camera_rate_hz or self.rate_hz
@@ -114,18 +135,36 @@ class ScenarioStreamer:
                             for i, c in enumerate(self.cameras)}
         self.duration_s = options.duration_s or self.scenario.duration_s
 
-    def subscribe(self) -> None:
-        """In closed loop, consume `vehicle.control` (call before the frame starts)."""
-        if self.options.loop == "closed":
-            self.frame.consume(VEHICLE_CONTROL,
-                               group_id=f"{self.frame.group_id}.{self.run_id}")(self.on_control)
-
     async def on_control(self, record: Record) -> None:
-        """Keep the newest valid command per vehicle of this run."""
+        """Verify a command as the vehicle would; keep the newest accepted one per vehicle of
+        this run.
+
+        A command that fails the vehicle-side check (docs/vehicle-client.md) is refused,
+        counted by reason and audited; one that is genuine but arrived after its validity (real
+        time) is only counted: the fallback already covers it, and an event per late command
+        would bury the real rejections.
+        """
         control = VehicleControl.decode(record.value, source=f"{record.topic}@{record.offset}")
         run = self.vehicles.get(control.vehicle_id)
         if run is None or control.run_id != self.run_id:
             return
+        if run.verifier is not None:
+            realtime = self.options.clock == "realtime"
+            now_ns, clock = ((time.time_ns(), ControlClock.WALL) if realtime
+                             else (run.last_stamp_ns, ControlClock.SOURCE))
+            try:
+                run.verifier.check(record.headers, record.value, now_ns, clock)
+            except CommandRejected as exc:
+                if exc.reason == Reason.EXPIRED:
+                    run.expired += 1
+                    return
+                run.rejected[exc.reason.value] = run.rejected.get(exc.reason.value, 0) + 1
+                await self.runtime.emit(safety_event(
+                    source="simulator", type_="command_rejected", severity=Severity.WARNING,
+                    vehicle_id=run.vehicle_id, details={"reason": exc.reason.value,
+                                                        "why": str(exc)[:500]},
+                    refs=EventRefs(command_seq=control.seq), run_id=self.run_id))
+                return
         if control.source is not None:
             captured = run.captured_at.pop(control.source.seq, None)
             if captured is not None:
@@ -184,11 +223,12 @@ class ScenarioStreamer:
         last.
         """
         world, vid = run.world, run.vehicle_id
+        run.last_stamp_ns = stamp_ns
         frames_before = run.frames
         run.captured_at[seq] = time.monotonic()
         while len(run.captured_at) > 1000:  # frames whose control never came
             run.captured_at.pop(next(iter(run.captured_at)))
-        sends = [self.frame.publish(VEHICLE_STATE, convert.vehicle_state(
+        sends = [self.runtime.publish(VEHICLE_STATE, convert.vehicle_state(
             world.ego_state(), world.road, vehicle_id=vid, stamp_ns=stamp_ns, run_id=self.run_id), key=vid)]
         for cam in self.cameras:
             if (seq - self.frame_phase[cam.camera_id]) % self.frame_every[cam.camera_id]:
@@ -202,12 +242,12 @@ class ScenarioStreamer:
                                       run_id=self.run_id,
                                       traceparent=convert.traceparent(self.run_id, vid,
                                                                       cam.camera_id, seq))
-            sends.append(self.frame.publish(CAMERA_FRAMES, image, key=meta.key,
+            sends.append(self.runtime.publish(CAMERA_FRAMES, image, key=meta.key,
                                             headers={k: v.decode() for k, v in meta.to_headers()}))
             if self.options.ground_truth:
                 gt = convert.ground_truth(world.ground_truth(cam.camera_id), vehicle_id=vid,
                                           seq=seq, stamp_ns=stamp_ns, run_id=self.run_id)
-                sends.append(self.frame.publish(SIM_GROUND_TRUTH, gt, key=meta.key.decode()))
+                sends.append(self.runtime.publish(SIM_GROUND_TRUTH, gt, key=meta.key.decode()))
             run.frames += 1
         await asyncio.gather(*sends)
         return run.frames > frames_before
@@ -218,6 +258,7 @@ class ScenarioStreamer:
         dt = 1.0 / self.rate_hz
         steps = round(self.duration_s * self.rate_hz)
         start_ns, start_wall = time.time_ns(), time.monotonic()
+        stamp_ns = start_ns
         for seq in range(steps):
             if stop is not None and stop.is_set():
                 break
@@ -243,10 +284,20 @@ class ScenarioStreamer:
                 progress(self.scenario.name, (seq + 1) / steps)
             if all(r.world.done for r in self.vehicles.values()):
                 break
+        await self._announce_end("stopped" if stop is not None and stop.is_set() else "completed",
+                                 stamp_ns)
         return {"scenario": self.scenario.name, "run_id": self.run_id,
                 "loop": self.options.loop, "clock": self.options.clock,
                 "wall_s": round(time.monotonic() - start_wall, 3),
                 "vehicles": [r.summary() for r in self.vehicles.values()]}
+
+    async def _announce_end(self, reason: str, last_stamp_ns: int) -> None:
+        """`run_finished` (info) per vehicle: the silence that follows is no outage (monitor)."""
+        await asyncio.gather(*(self.runtime.emit(safety_event(
+            source="simulator", type_=RUN_FINISHED, severity=Severity.INFO,
+            vehicle_id=run.vehicle_id, run_id=self.run_id,
+            details={"scenario": self.scenario.name, "reason": reason, "frames": run.frames,
+                     "last_stamp_ns": last_stamp_ns})) for run in self.vehicles.values()))
 
 
 def _default() -> str:

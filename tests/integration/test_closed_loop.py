@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.mainjob import run_main_job
+from services.mainjob import RunOptions, run_main_job
 from services.settings import Settings
 from tests.kafka_helpers import collect, header
 
@@ -39,26 +39,25 @@ async def test_lockstep_closed_loop_is_deterministic_and_traced(
     summaries, streams = [], []
     for attempt in ("a", "b"):
         run_id = f"{unique}{attempt}"
-        summary = await run_main_job(Settings(), kafka_bootstrap, scenarios=SCENARIOS,
-                                     clock="lockstep", speed=1.0, run_id=run_id,
-                                     out_dir=tmp_path / run_id, record=False)
+        summary = await run_main_job(Settings(), kafka_bootstrap, RunOptions(
+            scenarios=tuple(SCENARIOS), clock="lockstep", speed=1.0, run_id=run_id,
+            out_dir=tmp_path / run_id, record=False))
         stream = await control_stream(kafka_bootstrap, run_id, 2 * 140)  # one per front frame
         summaries.append(summary)
         streams.append([s[1:] for s in stream])
     a, b = summaries
-    for row in a["scenarios"] + b["scenarios"]:
-        assert row["control_timeouts"] == 0
-        assert not row["collision"], row
+    for row in a.scenarios + b.scenarios:
+        assert row.control_timeouts == 0
+        assert not row.collision, row
     # 7 s at 20 Hz: the whole scenario; the second one also has its wide camera at 10 Hz
-    assert [r["frames"] for r in a["scenarios"]] == [140, 140 + 70]
+    assert [r.frames for r in a.scenarios] == [140, 140 + 70]
     assert len(streams[0]) == 2 * 140
     diverge = next((i for i, (x, y) in enumerate(zip(*streams, strict=True)) if x != y), None)
     assert diverge is None, (diverge, streams[0][max(0, diverge - 1): diverge + 2],
                              streams[1][max(0, diverge - 1): diverge + 2])
     digest = [hashlib.sha256(repr(s).encode()).hexdigest() for s in streams]
     assert digest[0] == digest[1]
-    assert [r["min_distance_m"] for r in a["scenarios"]] == [
-        r["min_distance_m"] for r in b["scenarios"]]
+    assert [r.min_distance_m for r in a.scenarios] == [r.min_distance_m for r in b.scenarios]
     # the control's trace id is its source frame's
     run_id = f"{unique}a"
     controls = await collect(kafka_bootstrap, "vehicle.control",

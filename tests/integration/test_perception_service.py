@@ -18,13 +18,14 @@ pytestmark = pytest.mark.integration
 
 async def test_frames_in_objects_out_and_corrupt_frame_to_dlq(kafka_bootstrap: str,
                                                               unique: str) -> None:
-    service = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap,
-                    options=PerceptionSettings(latency_budget_ms=60_000, newest_per_camera=False),
-                    detector=tiny_detector(),
-                    start_from="latest")  # not the frames earlier tests left on the broker
-    await service.start()
+    built = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap,
+                  options=PerceptionSettings(latency_budget_ms=60_000, newest_per_camera=False),
+                  detector=tiny_detector(),
+                  start_from="latest")  # not the frames earlier tests left on the broker
+    runtime = built.runtime
+    await runtime.start()
     try:
-        assert await service.wait_assigned(30)
+        assert await runtime.wait_assigned(30)
         key = f"ego-{unique}/front".encode()
         items = []
         for seq in range(6):
@@ -39,9 +40,9 @@ async def test_frames_in_objects_out_and_corrupt_frame_to_dlq(kafka_bootstrap: s
         dlq = await collect(kafka_bootstrap, "camera.frames.dlq", lambda r: r.key == key, 1,
                             timeout_s=10)
     finally:
-        await service.stop()
+        await runtime.stop()
     # Stopping the service stopped its model thread too (no thread left per stopped service).
     with pytest.raises(RuntimeError, match="shutdown"):
-        service.perception.worker.submit(int)  # type: ignore[attr-defined]
+        built.service.worker.submit(int)
     assert [PerceptionObjects.decode(r.value).source.seq for r in out] == [0, 1, 3, 4, 5]
     assert header(dlq[0], "dlq-error-class") == "FrameError"

@@ -51,7 +51,7 @@ def objects(vehicle: str, seq: int, stamp_ns: int, car_at_m: float = 120.0) -> P
 async def test_stale_perception_gives_a_minimal_risk_stop_and_event_within_500ms(
         kafka_bootstrap: str, unique: str) -> None:
     vehicle = f"gate-{unique}"
-    control = ControlSettings()
+    control = ControlSettings.ephemeral()
     # From the topics' ends: a backlog left by earlier tests would arrive stale and be skipped.
     runtime = build(Settings(group_prefix=f"p{unique}"), kafka_bootstrap, control=control,
                     start_from="latest").runtime
@@ -76,7 +76,7 @@ async def test_stale_perception_gives_a_minimal_risk_stop_and_event_within_500ms
 
     records = await collect(kafka_bootstrap, "vehicle.control", lambda r: r.key == vehicle.encode(),
                             10_000, timeout_s=3)
-    verifier = CommandVerifier(control.keys())
+    verifier = CommandVerifier(control.keyring(), vehicle)
     commands = [verifier.check(r.headers, r.value, now_ns=VehicleControl.decode(r.value).stamp_ns)
                 for r in records]  # every command is signed, in counter order, fresh
     assert commands

@@ -1,4 +1,4 @@
-"""The service frame against the embedded broker: DLQ, keeps serving, survives a SIGKILL."""
+"""The service runtime against the embedded broker: DLQ, keeps serving, survives a SIGKILL."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.delivery import Record
-from services.runtime.service import ServiceRuntime
 from services.messages import VEHICLE_STATE, SafetyEvent, VehicleState
 from services.messages.examples import vehicle_state
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 from tests.echo_service import ECHO_OUT, build_echo
 from tests.kafka_helpers import collect, header, produce
@@ -31,12 +31,12 @@ def state(run_id: str, i: int) -> bytes:
 
 @pytest.fixture
 async def echo(kafka_bootstrap: str, unique: str) -> AsyncIterator[str]:
-    frame = build_echo(Settings(group_prefix=f"t{unique}"), kafka_bootstrap)
-    await frame.start()
+    runtime = build_echo(Settings(group_prefix=f"t{unique}"), kafka_bootstrap)
+    await runtime.start()
     try:
         yield unique
     finally:
-        await frame.stop()
+        await runtime.stop()
 
 
 async def test_malformed_message_goes_to_dlq_and_service_keeps_serving(
@@ -80,27 +80,27 @@ async def test_a_binary_header_reaches_handlers_byte_for_byte(kafka_bootstrap: s
         (key, state(unique, 1), [("sig-mac", signature)]),
         (key, state(unique, 2), [("origin", b"test")]),
     ])
-    frame = ServiceRuntime("binary", Settings(group_prefix=f"b{unique}"), kafka_bootstrap)
+    runtime = ServiceRuntime("binary", Settings(group_prefix=f"b{unique}"), kafka_bootstrap)
     one: list[Record] = []
     many: list[Record] = []
 
-    @frame.consume(VEHICLE_STATE)
+    @runtime.consume(VEHICLE_STATE)
     async def on_one(record: Record) -> None:
         if record.key == key:
             one.append(record)
 
-    @frame.consume_batch(VEHICLE_STATE, max_records=8, max_wait_ms=20, group_id=f"b{unique}.batch")
+    @runtime.consume_batch(VEHICLE_STATE, max_records=8, max_wait_ms=20, group_id=f"b{unique}.batch")
     async def on_many(records: list[Record]) -> None:
         many.extend(r for r in records if r.key == key)
 
-    await frame.start()
+    await runtime.start()
     try:
         for _ in range(300):
             if len(one) >= 2 and len(many) >= 2:
                 break
             await asyncio.sleep(0.1)
     finally:
-        await frame.stop()
+        await runtime.stop()
     for got in (one, many):
         assert [VehicleState.decode(r.value).stamp_ns for r in got] == [1, 2]
         assert ("sig-mac", signature) in got[0].headers  # the exact bytes, not a replacement
@@ -112,14 +112,14 @@ async def test_a_binary_header_reaches_handlers_byte_for_byte(kafka_bootstrap: s
 
 async def test_healthz_names_the_partitions_the_replica_holds(kafka_bootstrap: str,
                                                               unique: str) -> None:
-    frame = build_echo(Settings(group_prefix=f"h{unique}"), kafka_bootstrap)
-    await frame.start()
+    runtime = build_echo(Settings(group_prefix=f"h{unique}"), kafka_bootstrap)
+    await runtime.start()
     try:
-        assert await frame.wait_assigned(60)
-        url = f"http://127.0.0.1:{frame.ops.port}/healthz"
+        assert await runtime.wait_assigned(60)
+        url = f"http://127.0.0.1:{runtime.ops.port}/healthz"
         body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
     finally:
-        await frame.stop()
+        await runtime.stop()
     health = json.loads(body)
     assert health["status"] == "ok"
     # The only member of its group holds every partition of its one input topic.

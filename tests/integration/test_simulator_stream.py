@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from services.runtime.service import ServiceRuntime
+from services.catalog import build
 from services.messages import FrameMeta, FrameRef, GroundTruth, VehicleControl
 from services.settings import Settings
-from services.simulator.runner import ScenarioStreamer
 from services.simulator.settings import SimulatorSettings
 from tests.kafka_helpers import MAX_BYTES, collect, header
 
@@ -24,15 +23,16 @@ CCRS = "ccrs_30kph"
 
 
 async def stream(bootstrap: str, run_id: str, **options: Any) -> dict[str, Any]:
-    frame = ServiceRuntime("simulator", Settings(group_prefix=f"g{run_id}"), bootstrap,
-                         run_id=run_id)
-    streamer = ScenarioStreamer(frame, SimulatorSettings(**options), run_id=run_id)
-    streamer.subscribe()
-    await frame.start()
+    """Stream one scenario on the simulator service, built as `roadstream sim` builds it."""
+    sim_options = SimulatorSettings(**options)
+    built = build("simulator", Settings(group_prefix=f"g{run_id}"), bootstrap,
+                  options=sim_options, repeat=False, run_id=run_id, start_from="latest")
+    await built.runtime.start()
     try:
-        return await streamer.run()
+        assert await built.runtime.wait_assigned(60)
+        return await built.service.drive(sim_options, run_id=run_id)
     finally:
-        await frame.stop()
+        await built.runtime.stop()
 
 
 async def test_every_frame_is_published_with_headers_and_decodes(kafka_bootstrap: str,

@@ -11,7 +11,7 @@ import pytest
 
 from services.broker.clients import ensure_topics
 from services.broker.embedded import EmbeddedBroker
-from services.mainjob import run_main_job
+from services.mainjob import RunOptions, run_main_job
 from services.messages import ALL_TOPICS
 from services.settings import Settings
 from services.simulator.convert import traceparent as derived_traceparent
@@ -52,13 +52,13 @@ async def test_control_continues_its_frames_trace_and_spans_are_exported(
         own_bootstrap: str, unique: str, tmp_path: Path) -> None:
     with OtlpReceiver() as receiver:
         settings = Settings(otlp_endpoint=receiver.endpoint)
-        summary = await run_main_job(settings, own_bootstrap, scenarios=["ccrs_30kph"],
-                                     clock="lockstep", speed=1.0, run_id=unique,
-                                     out_dir=tmp_path, record=False, duration_s=1.0)
+        summary = await run_main_job(settings, own_bootstrap, RunOptions(
+            scenarios=("ccrs_30kph",), clock="lockstep", speed=1.0, run_id=unique,
+            out_dir=tmp_path, record=False, duration_s=1.0))
         # the services are stopped: their providers were shut down, so every span was flushed
         spans = receiver.spans()
     run_id = f"{unique}-00"
-    frames_sent = summary["scenarios"][0]["frames"]
+    frames_sent = summary.scenarios[0].frames
     assert frames_sent > 0
     frames = await collect(own_bootstrap, "camera.frames",
                            lambda r: header(r, "run-id") == run_id, frames_sent)

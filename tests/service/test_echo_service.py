@@ -1,4 +1,4 @@
-"""The service frame with FastStream's TestKafkaBroker (no network): DLQ policy and publishing."""
+"""The service runtime with FastStream's TestKafkaBroker (no network): DLQ policy and publishing."""
 
 from __future__ import annotations
 
@@ -13,35 +13,35 @@ from tests.echo_service import ECHO_OUT, build_echo
 
 
 @pytest.fixture
-def frame():  # type: ignore[no-untyped-def]
+def runtime():  # type: ignore[no-untyped-def]
     return build_echo(Settings(), "localhost:9092")
 
 
-async def test_valid_message_is_echoed(frame) -> None:  # type: ignore[no-untyped-def]
+async def test_valid_message_is_echoed(runtime) -> None:  # type: ignore[no-untyped-def]
     seen: list[VehicleState] = []
 
-    @frame.broker.subscriber(ECHO_OUT.name)
+    @runtime.broker.subscriber(ECHO_OUT.name)
     async def out(msg: KafkaMessage) -> None:
         seen.append(VehicleState.decode(msg.body))
 
-    async with TestKafkaBroker(frame.broker) as br:
+    async with TestKafkaBroker(runtime.broker) as br:
         await br.publish(vehicle_state().encode(), topic="vehicle.state", key=b"ego")
     assert seen == [vehicle_state()]
 
 
-async def test_malformed_message_is_dead_lettered_with_headers(frame) -> None:  # type: ignore[no-untyped-def]
+async def test_malformed_message_is_dead_lettered_with_headers(runtime) -> None:  # type: ignore[no-untyped-def]
     dlq: list[tuple[bytes, dict[str, str]]] = []
     events: list[SafetyEvent] = []
 
-    @frame.broker.subscriber("vehicle.state.dlq")
+    @runtime.broker.subscriber("vehicle.state.dlq")
     async def on_dlq(msg: KafkaMessage) -> None:
         dlq.append((msg.body, dict(msg.headers)))
 
-    @frame.broker.subscriber("safety.events")
+    @runtime.broker.subscriber("safety.events")
     async def on_event(msg: KafkaMessage) -> None:
         events.append(SafetyEvent.decode(msg.body))
 
-    async with TestKafkaBroker(frame.broker) as br:
+    async with TestKafkaBroker(runtime.broker) as br:
         await br.publish(b"{broken", topic="vehicle.state", key=b"ego")
         await br.publish(vehicle_state().encode(), topic="vehicle.state", key=b"ego")
 
@@ -53,4 +53,4 @@ async def test_malformed_message_is_dead_lettered_with_headers(frame) -> None:  
     assert "Invalid JSON" in headers["dlq-error-message"]
     assert [e.type for e in events] == ["dead_letter"]
     assert events[0].references.topic == "vehicle.state"
-    assert frame.metrics.dead_letters.labels("echo", "vehicle.state", "MessageError")._value.get() == 1
+    assert runtime.metrics.dead_letters.labels("echo", "vehicle.state", "MessageError")._value.get() == 1

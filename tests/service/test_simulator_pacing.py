@@ -8,8 +8,8 @@ from typing import Any
 from faststream.kafka import TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from services.runtime.service import ServiceRuntime
 from services.messages import FrameMeta
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 from services.simulator.runner import ScenarioStreamer
 from services.simulator.settings import SimulatorSettings
@@ -19,15 +19,15 @@ TWO_CAMERAS = "cut_in"  # front and front_wide, both 20 Hz in a 20 Hz world
 
 
 async def frames_of(options: SimulatorSettings) -> tuple[dict[str, Any], list[FrameMeta]]:
-    frame = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="pace")
+    runtime = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="pace")
     seen: list[FrameMeta] = []
 
-    @frame.broker.subscriber("camera.frames")
+    @runtime.broker.subscriber("camera.frames")
     async def on_frame(msg: KafkaMessage) -> None:
         seen.append(FrameMeta.from_headers(msg.raw_message.headers))
 
-    async with TestKafkaBroker(frame.broker):
-        result = await ScenarioStreamer(frame, options, run_id="pace").run()
+    async with TestKafkaBroker(runtime.broker):
+        result = await ScenarioStreamer(runtime, options, run_id="pace").run()
     return result, seen
 
 

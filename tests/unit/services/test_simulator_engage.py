@@ -3,9 +3,9 @@ holds the route until then, for at most `engage_within_s`."""
 
 from __future__ import annotations
 
-from services.runtime.service import ServiceRuntime
 from services.messages import ControlMode, VehicleControl
 from services.messages.examples import vehicle_control
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings
 from services.simulator import convert
 from services.simulator.runner import ScenarioStreamer
@@ -16,9 +16,9 @@ FAR_FUTURE_NS = 2**62
 
 
 def streamer(**options: object) -> ScenarioStreamer:
-    frame = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="engage")
+    runtime = ServiceRuntime("simulator", Settings(), "localhost:9092", run_id="engage")
     opts = SimulatorSettings(scenario="free_cruise", loop="closed", clock="realtime", **options)
-    return ScenarioStreamer(frame, opts, run_id="engage")
+    return ScenarioStreamer(runtime, opts, run_id="engage")
 
 
 def control(mode: ControlMode, accel: float, valid_until_ns: int = FAR_FUTURE_NS) -> VehicleControl:
