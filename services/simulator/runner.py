@@ -140,9 +140,10 @@ class ScenarioStreamer:
         this run.
 
         A command that fails the vehicle-side check (docs/vehicle-client.md) is refused,
-        counted by reason and audited; one that is genuine but arrived after its validity (real
-        time) is only counted: the fallback already covers it, and an event per late command
-        would bury the real rejections.
+        counted by reason and audited. In real time, one that is genuine but arrived after its
+        validity is only counted (``commands_expired``): the fallback already covers it, and an
+        event per late command would bury the real rejections. In lockstep no genuine command
+        can expire, so an expired one is a rejection like the others.
         """
         control = VehicleControl.decode(record.value, source=f"{record.topic}@{record.offset}")
         run = self.vehicles.get(control.vehicle_id)
@@ -155,8 +156,8 @@ class ScenarioStreamer:
             try:
                 run.verifier.check(record.headers, record.value, now_ns, clock)
             except CommandRejected as exc:
-                if exc.reason == Reason.EXPIRED:
-                    run.expired += 1
+                if exc.reason == Reason.EXPIRED and realtime:
+                    run.expired += 1  # late over the wall clock: counted, not audited
                     return
                 run.rejected[exc.reason.value] = run.rejected.get(exc.reason.value, 0) + 1
                 await self.runtime.emit(safety_event(
