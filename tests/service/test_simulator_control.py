@@ -10,8 +10,18 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import LogicSubscriber
 
 from services.catalog import build
-from services.messages import VEHICLE_CONTROL, ControlMode, FrameMeta, FrameRef, VehicleControl
+from services.control.settings import ControlSettings
+from services.control.signing import Signer
+from services.messages import (
+    VEHICLE_CONTROL,
+    ControlClock,
+    ControlMode,
+    FrameMeta,
+    FrameRef,
+    VehicleControl,
+)
 from services.runtime.delivery import Record
+from services.runtime.service import BuiltService
 from services.settings import Settings
 from services.simulator.service import Simulator
 from services.simulator.settings import SimulatorSettings
@@ -25,26 +35,36 @@ def subscribed_topics(simulator: Simulator) -> list[str]:
             if isinstance(sub, LogicSubscriber) for t in sub.topic_names_for_subscribe]
 
 
-async def test_a_closed_loop_simulator_applies_the_controls_answering_its_frames() -> None:
-    built = build("simulator", Settings(), "localhost:9092", options=CLOSED, repeat=False,
-                  run_id="ctl")
-    simulator: Simulator = built.service
-    assert subscribed_topics(simulator) == [VEHICLE_CONTROL.name]  # one subscription
+def answering(built: BuiltService[Simulator], signer: Signer | None, run_id: str | None = None,
+              ) -> None:
+    """Answer every camera frame with a braking command for it, signed by ``signer`` (None:
+    unsigned), for ``run_id`` (None: the frame's own run)."""
     seq = 0
 
     @built.runtime.broker.subscriber("camera.frames")
-    @built.runtime.broker.publisher(VEHICLE_CONTROL.name)
-    async def answer(msg: KafkaMessage) -> bytes:
+    async def answer(msg: KafkaMessage) -> None:
         nonlocal seq
         meta = FrameMeta.from_headers(Record.from_raw(msg.raw_message).headers)
         seq += 1
-        return VehicleControl(
+        command = VehicleControl(
             vehicle_id=meta.vehicle_id, stamp_ns=meta.capture_ns, seq=seq,
-            valid_until_ns=meta.capture_ns + 10**9, steering_tire_angle_rad=0.0,
+            valid_until_ns=meta.capture_ns + 200_000_000, steering_tire_angle_rad=0.0,
             target_speed_mps=0.0, accel_mps2=-6.0, mode=ControlMode.NORMAL,
-            source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), run_id=meta.run_id,
-        ).encode()
+            source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns),
+            run_id=run_id or meta.run_id, clock=ControlClock.SOURCE)
+        signed = signer.sign(command) if signer is not None else None
+        await built.runtime.broker.publish(
+            signed.value if signed else command.encode(), VEHICLE_CONTROL.name,
+            key=meta.vehicle_id.encode(), headers=signed.headers if signed else None)
 
+
+async def test_a_closed_loop_simulator_applies_the_controls_answering_its_frames() -> None:
+    control = ControlSettings.ephemeral()
+    built = build("simulator", Settings(), "localhost:9092", options=CLOSED, repeat=False,
+                  run_id="ctl", control=control)
+    simulator: Simulator = built.service
+    assert subscribed_topics(simulator) == [VEHICLE_CONTROL.name]  # one subscription
+    answering(built, control.signer())
     async with TestKafkaBroker(built.runtime.broker):
         result = await simulator.drive(CLOSED, run_id="ctl-00")
     vehicle = result["vehicles"][0]
@@ -52,23 +72,30 @@ async def test_a_closed_loop_simulator_applies_the_controls_answering_its_frames
     assert vehicle["control_timeouts"] == 0  # every frame's control came through the one path
     assert vehicle["controls_applied"] == 10
     assert vehicle["control_modes"] == {"normal": 10}
+    assert vehicle["commands_rejected"] == {}
+
+
+async def test_unsigned_or_wrongly_signed_controls_are_refused_and_counted() -> None:
+    control = ControlSettings.ephemeral()
+    other = ControlSettings.ephemeral()  # a gate whose key this vehicle does not hold
+    for signer, reason in ((None, "missing_header"), (other.signer(), "unknown_key")):
+        built = build("simulator", Settings(), "localhost:9092", options=CLOSED, repeat=False,
+                      run_id="ctl", control=control)
+        answering(built, signer)
+        async with TestKafkaBroker(built.runtime.broker):
+            result = await built.service.drive(
+                CLOSED.model_copy(update={"lockstep_timeout_s": 0.05}), run_id="ctl-00")
+        vehicle = result["vehicles"][0]
+        assert vehicle["controls_applied"] == 0
+        assert vehicle["commands_rejected"] == {reason: 10}
+        assert vehicle["control_timeouts"] == vehicle["frames"] == 10
 
 
 async def test_controls_of_another_run_are_not_obeyed() -> None:
+    control = ControlSettings.ephemeral()
     built = build("simulator", Settings(), "localhost:9092", options=CLOSED, repeat=False,
-                  run_id="ctl")
-
-    @built.runtime.broker.subscriber("camera.frames")
-    @built.runtime.broker.publisher(VEHICLE_CONTROL.name)
-    async def answer(msg: KafkaMessage) -> bytes:
-        meta = FrameMeta.from_headers(Record.from_raw(msg.raw_message).headers)
-        return VehicleControl(
-            vehicle_id=meta.vehicle_id, stamp_ns=meta.capture_ns, seq=meta.seq + 1,
-            valid_until_ns=meta.capture_ns + 10**9, steering_tire_angle_rad=0.0,
-            target_speed_mps=0.0, accel_mps2=-6.0, mode=ControlMode.NORMAL,
-            source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), run_id="someone-else",
-        ).encode()
-
+                  run_id="ctl", control=control)
+    answering(built, control.signer(), run_id="someone-else")
     async with TestKafkaBroker(built.runtime.broker):
         result = await built.service.drive(CLOSED.model_copy(update={"lockstep_timeout_s": 0.05}),
                                            run_id="ctl-00")

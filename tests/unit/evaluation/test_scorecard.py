@@ -44,6 +44,8 @@ ROW: dict[str, Any] = {
     "max_lateral_deviation_m": 0.1234, "latency_ms": {"p50": 71.25, "p99": 92.5, "n": 139},
     "control_modes": {"normal": 139}, "control_timeouts": 1, "frames": 140, "frames_skipped": 2,
     "engaged_at_s": 0.35, "score": 43.8}
+#: Fields the row gained since (the closed loop verifies commands); absent in older files.
+ADDED = {"commands_rejected": {}, "commands_expired": 0}
 
 #: A whole summary.json as the main job wrote it before `schema_version`.
 SUMMARY: dict[str, Any] = {
@@ -69,7 +71,7 @@ def test_the_driving_score_is_progress_times_the_collision_penalty() -> None:
 
 def test_a_row_is_what_the_main_job_wrote() -> None:
     row = ScenarioScore.of_vehicle("cpnc_40kph", VEHICLE, 12.5)
-    assert row.model_dump() == ROW
+    assert row.model_dump() == {**ROW, **ADDED}
     early = {k: v for k, v in VEHICLE.items()
              if k not in ("frames_skipped", "engaged_at_s", "collision_t_s", "collision_class")}
     old = ScenarioScore.of_vehicle("x", early)
@@ -95,11 +97,12 @@ def test_totals_and_perception_stats_keep_their_rounding() -> None:
     assert PerceptionStats.of("d", {}, []).batch_size_mean == 0.0
 
 
-def test_the_json_written_is_the_old_one_plus_its_version() -> None:
+def test_the_json_written_is_the_old_one_plus_its_version_and_added_fields() -> None:
     summary = RunSummary.model_validate(SUMMARY)
     assert summary.schema_version == 1  # an unversioned file is version 1
     assert json.dumps(summary.as_json(), sort_keys=True) == json.dumps(
-        {**SUMMARY, "schema_version": SUMMARY_SCHEMA_VERSION}, sort_keys=True)
+        {**SUMMARY, "scenarios": [{**ROW, **ADDED}], "schema_version": SUMMARY_SCHEMA_VERSION},
+        sort_keys=True)
     no_report = copy.deepcopy(SUMMARY)
     del no_report["files"]["report"]
     assert "report" not in RunSummary.model_validate(no_report).as_json()["files"]

@@ -105,4 +105,5 @@ def test_lockstep_serves_every_frame_alone_and_real_time_skips_to_the_newest() -
     assert realtime["planning"][0].model_dump()["clock"] == "wall"
     assert realtime["planning"][0].model_dump()["perception_rate_hz"] == 10.0
     _, simulator_kwargs = lockstep["simulator"]
-    assert simulator_kwargs == {"start_from": "latest", "repeat": False, "run_id": "r1"}
+    assert simulator_kwargs == {"start_from": "latest", "repeat": False, "run_id": "r1",
+                                "control": None}  # the run's keyring, settled when it starts
