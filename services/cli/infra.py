@@ -14,6 +14,7 @@ from services.broker.clients import ensure_topics, wait_for_brokers
 from services.broker.embedded import kafka
 from services.catalog import SERVICES, build
 from services.cli.common import CommandError, emit, run_async, settings_from
+from services.control.settings import load_control_settings
 from services.docs import write_docs
 from services.messages import ALL_TOPICS
 
@@ -76,6 +77,10 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run one service of the process table in this process, until SIGTERM/Ctrl-C."""
     settings = settings_from(args)
+    if args.service == "planning":
+        # The gate signs every command: without a keyring it stops here, before any broker
+        # is contacted, with the one line saying what to set.
+        load_control_settings().keyring()
 
     async def serve() -> None:
         async with kafka(settings) as bootstrap:
