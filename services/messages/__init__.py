@@ -4,6 +4,7 @@ from services.messages.base import MessageError, Payload
 from services.messages.frames import CONTENT_TYPES, FrameMeta
 from services.messages.payloads import (
     Calibration,
+    ControlClock,
     ControlMode,
     DetectedObject,
     EventRefs,
@@ -53,6 +54,7 @@ __all__ = [
     "VEHICLE_CONTROL",
     "VEHICLE_STATE",
     "Calibration",
+    "ControlClock",
     "ControlMode",
     "DetectedObject",
     "EventRefs",

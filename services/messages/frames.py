@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.messages.base import MessageError
+from common.calibration import MAX_SIDE_PX
+from services.messages.base import INT64_MAX, MODEL_CONFIG, Id, Label, MessageError, UInt64
 from services.messages.payloads import Calibration
 
 FRAME_SCHEMA_VERSION = 1
@@ -37,19 +38,21 @@ OPTIONAL_HEADERS = frozenset({"run-id", "traceparent"})
 class FrameMeta(BaseModel):
     """Metadata of one camera frame, carried in Kafka headers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Only the header fields exist: a misspelt one is an error, not a silently dropped value.
+    model_config = ConfigDict(**{**MODEL_CONFIG, "extra": "forbid"})
 
-    content_type: str = Field(default="image/jpeg", description="image/jpeg or image/png.")
-    schema_version: int = Field(default=FRAME_SCHEMA_VERSION, ge=1)
-    vehicle_id: str = Field(min_length=1)
-    camera_id: str = Field(min_length=1)
-    seq: int = Field(ge=0, description="Frame counter per camera.")
-    capture_ns: int = Field(ge=0, description="Capture time [ns since the Unix epoch].")
-    width: int = Field(gt=0, description="[px]")
-    height: int = Field(gt=0, description="[px]")
+    content_type: Label = Field(default="image/jpeg", description="image/jpeg or image/png.")
+    schema_version: int = Field(default=FRAME_SCHEMA_VERSION, ge=1, le=INT64_MAX,
+                                description="Revision of the frame header contract.")
+    vehicle_id: Id = Field(description="Vehicle that carries the camera.")
+    camera_id: Id = Field(description="Camera, unique per vehicle.")
+    seq: UInt64 = Field(description="Frame counter per camera.")
+    capture_ns: UInt64 = Field(description="Capture time [ns since the Unix epoch].")
+    width: int = Field(gt=0, le=MAX_SIDE_PX, description="Image width [px].")
+    height: int = Field(gt=0, le=MAX_SIDE_PX, description="Image height [px].")
     calibration: Calibration
-    run_id: str = ""
-    traceparent: str = Field(default="", description="W3C trace context of this frame.")
+    run_id: Label = Field(default="", description="Run that produced the frame.")
+    traceparent: Label = Field(default="", description="W3C trace context of this frame.")
 
     @property
     def key(self) -> bytes:

@@ -8,18 +8,30 @@ x east, y north with yaw counter-clockwise from +x. Boxes are [x1, y1, x2, y2] i
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+from typing_extensions import TypeAliasType
 
-from services.messages.base import Payload
+# The camera calibration's fields and docstring in common are this contract's `calibration`
+# header part; it is defined there once because ranging and the report use its geometry.
+from common.calibration import Calibration as Calibration
+from services.messages.base import (
+    MODEL_CONFIG,
+    Id,
+    Int64,
+    Label,
+    Payload,
+    Text,
+    UInt64,
+)
 
 
 class _Part(BaseModel):
     """A nested part of a payload (no schema version of its own)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = MODEL_CONFIG
 
 
 class ObjectClass(StrEnum):
@@ -47,21 +59,11 @@ class ControlMode(StrEnum):
     EMERGENCY_STOP = "emergency_stop"
 
 
-class Calibration(_Part):
-    """Pinhole camera calibration; the mount pose is in the ego frame (OpenCV optical axes)."""
+class ControlClock(StrEnum):
+    """Which clock a command's `stamp_ns` and `valid_until_ns` are on."""
 
-    fx: float = Field(gt=0, description="Focal length x [px].")
-    fy: float = Field(gt=0, description="Focal length y [px].")
-    cx: float = Field(description="Principal point x [px].")
-    cy: float = Field(description="Principal point y [px].")
-    width: int = Field(gt=0, description="Image width [px].")
-    height: int = Field(gt=0, description="Image height [px].")
-    mount_x_m: float = Field(default=1.5, description="Camera position, ego x [m].")
-    mount_y_m: float = Field(default=0.0, description="Camera position, ego y [m].")
-    mount_z_m: float = Field(default=1.4, description="Camera height above ground [m].")
-    pitch_rad: float = Field(default=0.0, description="Mount pitch, positive looks down [rad].")
-    yaw_rad: float = Field(default=0.0, description="Mount yaw, positive looks left [rad].")
-    roll_rad: float = Field(default=0.0, description="Mount roll [rad].")
+    WALL = "wall"  # ns since the Unix epoch: a vehicle checks expiry on its own clock
+    SOURCE = "source"  # the inputs' clock (simulation time in lockstep): not the wall clock
 
 
 class Pose2D(_Part):
@@ -98,8 +100,8 @@ MAX_PREVIEW_STATIONS = 400
 class LaneContext(_Part):
     """Where the ego is on its road, from localisation on a map (the simulator knows it)."""
 
-    lane_index: int = Field(ge=0, description="0 = rightmost lane.")
-    n_lanes: int = Field(ge=1)
+    lane_index: int = Field(ge=0, le=255, description="0 = rightmost lane.")
+    n_lanes: int = Field(ge=1, le=256)
     lane_width_m: float = Field(gt=0)
     lateral_offset_m: float = Field(description="Rear axle from the lane centre, + left [m].")
     heading_rel_rad: float = Field(description="Heading relative to the lane, + left [rad].")
@@ -116,8 +118,8 @@ class LaneContext(_Part):
 class VehicleState(Payload):
     """`vehicle.state`: the ego vehicle's measured state."""
 
-    vehicle_id: str = Field(min_length=1)
-    stamp_ns: int = Field(ge=0, description="Measurement time [ns since the Unix epoch].")
+    vehicle_id: Id
+    stamp_ns: UInt64 = Field(description="Measurement time [ns since the Unix epoch].")
     pose: Pose2D
     speed_mps: float
     accel_mps2: float = 0.0
@@ -127,47 +129,45 @@ class VehicleState(Payload):
         default=None, ge=0,
         description="Cruise speed the driver set [m/s], as a car's cruise control reports it; "
                     "the planner drives at the lower of it and the speed limit. Null: none set.")
-    run_id: str = ""
+    run_id: Label = ""
     lane: LaneContext | None = Field(default=None, description="Lane context, when localised.")
 
 
 class TrueObject(_Part):
     """One object as the simulator knows it, seen from one camera."""
 
-    track_id: int = Field(ge=0)
-    object_class: ObjectClass = Field(alias="class")
+    track_id: UInt64
+    object_class: ObjectClass
     box: Box = Field(description="[x1, y1, x2, y2] in pixels, clipped to the image.")
     visible_fraction: float = Field(ge=0, le=1, description="1 − occlusion − truncation.")
     position_m: Vec3 = Field(description="Centre in the ego frame [m].")
     velocity_mps: Vec2 = Field(description="Velocity in the ego frame [m/s].")
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
 
 class GroundTruth(Payload):
     """`sim.ground_truth`: true objects of one rendered frame."""
 
-    vehicle_id: str = Field(min_length=1)
-    camera_id: str = Field(min_length=1)
-    seq: int = Field(ge=0)
-    stamp_ns: int = Field(ge=0)
+    vehicle_id: Id
+    camera_id: Id
+    seq: UInt64
+    stamp_ns: UInt64
     ego_pose: Pose2D
     objects: list[TrueObject] = Field(default_factory=list)
-    run_id: str = ""
+    run_id: Label = ""
 
 
 class FrameRef(_Part):
     """The camera frame a result was computed from."""
 
-    seq: int = Field(ge=0)
-    stamp_ns: int = Field(ge=0, description="Capture time of the frame [ns].")
+    seq: UInt64
+    stamp_ns: UInt64 = Field(description="Capture time of the frame [ns].")
 
 
 class DetectedObject(_Part):
     """One tracked detection with its range and motion in the ego frame."""
 
-    track_id: int = Field(ge=0)
-    object_class: ObjectClass = Field(alias="class")
+    track_id: UInt64
+    object_class: ObjectClass
     score: float = Field(ge=0, le=1)
     box: Box
     position_m: Vec3 | None = Field(default=None,
@@ -178,22 +178,20 @@ class DetectedObject(_Part):
                                     description="Acceleration relative to the ego [m/s²].")
     ttc_s: float | None = Field(default=None, description="Time to collision; null if not closing.")
 
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
 
 class PerceptionObjects(Payload):
     """`perception.objects`: tracked objects of one camera frame."""
 
-    vehicle_id: str = Field(min_length=1)
-    camera_id: str = Field(min_length=1)
+    vehicle_id: Id
+    camera_id: Id
     source: FrameRef
-    stamp_ns: int = Field(ge=0, description="Publish time [ns].")
-    model_version: str
+    stamp_ns: UInt64 = Field(description="Publish time [ns].")
+    model_version: Label
     objects: list[DetectedObject] = Field(default_factory=list)
-    latencies_ms: dict[str, float] = Field(
+    latencies_ms: dict[Label, float] = Field(
         default_factory=dict, description="Per-stage latency, e.g. decode, infer, track [ms]."
     )
-    run_id: str = ""
+    run_id: Label = ""
 
 
 class TrajectoryPoint(_Part):
@@ -208,23 +206,23 @@ class TrajectoryPoint(_Part):
 class PlanningTrajectory(Payload):
     """`planning.trajectory`: the chosen trajectory and why."""
 
-    vehicle_id: str = Field(min_length=1)
-    stamp_ns: int = Field(ge=0)
+    vehicle_id: Id
+    stamp_ns: UInt64
     points: list[TrajectoryPoint]
-    behaviour: str
-    costs: dict[str, float] = Field(default_factory=dict)
-    perception_stamp_ns: int | None = None
-    state_stamp_ns: int | None = None
-    run_id: str = ""
+    behaviour: Label
+    costs: dict[Label, float] = Field(default_factory=dict)
+    perception_stamp_ns: UInt64 | None = None
+    state_stamp_ns: UInt64 | None = None
+    run_id: Label = ""
 
 
 class VehicleControl(Payload):
     """`vehicle.control`: an Autoware-like command; signed, see the header contract."""
 
-    vehicle_id: str = Field(min_length=1)
-    stamp_ns: int = Field(ge=0)
-    seq: int = Field(ge=0, description="Monotonic per vehicle.")
-    valid_until_ns: int = Field(ge=0, description="Do not act on this command after this time.")
+    vehicle_id: Id
+    stamp_ns: UInt64
+    seq: UInt64 = Field(description="Monotonic per vehicle.")
+    valid_until_ns: UInt64 = Field(description="Do not act on this command after this time.")
     steering_tire_angle_rad: float
     steering_tire_rotation_rate_radps: float = 0.0
     target_speed_mps: float = Field(ge=0)
@@ -232,28 +230,46 @@ class VehicleControl(Payload):
     jerk_mps3: float = 0.0
     mode: ControlMode = ControlMode.NORMAL
     source: FrameRef | None = None
-    run_id: str = ""
+    run_id: Label = ""
+    clock: ControlClock = Field(
+        default=ControlClock.WALL,
+        description="The clock of stamp_ns and valid_until_ns. wall: ns since the Unix epoch, "
+                    "check expiry against the vehicle's clock; source: the clock of the "
+                    "inputs (simulation time in lockstep), which runs behind the wall clock, "
+                    "so a wall-clock vehicle cannot check expiry (docs/vehicle-client.md).")
 
 
 class EventRefs(_Part):
     """What a safety event refers to."""
 
-    frame_seq: int | None = None
-    command_seq: int | None = None
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
+    frame_seq: Int64 | None = None
+    command_seq: Int64 | None = None
+    topic: Label | None = None
+    partition: Int64 | None = None
+    offset: Int64 | None = None
+
+
+# Free-form JSON of an event's details, bounded like every value: strings have a maximum
+# length, integers fit int64, floats are finite (the models' config). Type checkers see Any
+# (they cannot follow a recursive alias here); pydantic validates the bounds.
+if TYPE_CHECKING:
+    DetailValue = Any
+else:
+    DetailValue = TypeAliasType(
+        "DetailValue",
+        Text | bool | Int64 | float | list["DetailValue"] | dict[Label, "DetailValue"] | None,
+    )
 
 
 class SafetyEvent(Payload):
     """`safety.events`: something a monitor, an auditor or an operator must know."""
 
     event_id: UUID
-    stamp_ns: int = Field(ge=0)
-    vehicle_id: str = ""
-    source: str = Field(min_length=1, description="Service that raised it.")
-    type: str = Field(min_length=1, description="e.g. dlq, stale_input, frame_dropped.")
+    stamp_ns: UInt64
+    vehicle_id: Label = ""
+    source: Id = Field(description="Service that raised it.")
+    type: Id = Field(description="e.g. dlq, stale_input, frame_dropped.")
     severity: Severity
-    details: dict[str, Any] = Field(default_factory=dict)
+    details: dict[Label, DetailValue] = Field(default_factory=dict)
     references: EventRefs = Field(default_factory=EventRefs)
-    run_id: str = ""
+    run_id: Label = ""

@@ -33,8 +33,9 @@ DLQ_HEADERS: Final = (
     "dlq-stamp-ns",
 )
 
-#: Signature headers of `vehicle.control` (HMAC-SHA256 over counter + value).
-CONTROL_SIGNATURE_HEADERS: Final = ("sig-key-id", "sig-counter", "sig-mac")
+#: Signature headers of `vehicle.control` (HMAC-SHA256 over key id, epoch, counter and value;
+#: services/control/signing.py defines the layout).
+CONTROL_SIGNATURE_HEADERS: Final = ("sig-key-id", "sig-epoch", "sig-counter", "sig-mac")
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class TopicSpec:
 
     `value` is the pydantic payload of JSON topics, or None when the value is raw bytes
     (camera frames: the image; DLQ topics: the original bytes). `rate_hz` is the expected
-    steady rate per key; None means event-driven (no liveness expectation).
+    steady rate per key; None means event-driven (no liveness expectation). `headers` names
+    the topic's own headers; each has its value schema in services/messages/headers.py, which
+    `roadstream docs` publishes.
     """
 
     name: str
