@@ -27,6 +27,7 @@ MINIMAL_RISK_STOP: Final = "minimal_risk_stop"
 CONTROL_RESUMED: Final = "control_resumed"
 DETECTION_DRIFT: Final = "detection_drift"
 DETECTION_DRIFT_CLEARED: Final = "detection_drift_cleared"
+CLOCK_SKEW: Final = "clock_skew"
 
 NS_PER_S: Final = 1_000_000_000
 
@@ -35,8 +36,9 @@ NS_PER_S: Final = 1_000_000_000
 class Observation:
     """One consumed message as the checks see it.
 
-    `stamp_ns` is the message's time for liveness and rate (its Kafka timestamp, or its arrival
-    when the monitor is set to the arrival clock); `key` is the Kafka key as text ("" if none).
+    `stamp_ns` is the message's time on its run's data clock (`services.monitor.clock`): the
+    data stamp it carries (capture time of a frame, stamp of a state, plan or command, capture
+    time of the frame a perception result answers); `key` is the Kafka key as text ("" if none).
     """
 
     topic: str

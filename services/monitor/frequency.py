@@ -1,10 +1,12 @@
-"""Frequency: a (topic, key) is OK while its average rate is at least a fraction of the expected.
+"""Frequency: a (run, topic, key) is OK while its average rate is at least a fraction of the
+expected.
 
-The rate is the average over the last `window` messages, from their own stamps:
-(n − 1) / (last − first). With fewer than `min_messages` there is no verdict. Each transition is
-one finding (`frequency_low` warning, `frequency_ok` info); the way back to OK needs
-`min_ratio + hysteresis` so a stream hovering at the threshold does not flood the events.
-After a silence the window restarts (the gap is liveness' business, not a low rate).
+The rate is the average over the last `window` messages, from their own data stamps:
+(n − 1) / (last − first), a rate in the data's time (simulation time in lockstep). With fewer
+than `min_messages` there is no verdict. Each transition is one finding (`frequency_low`
+warning, `frequency_ok` info); the way back to OK needs `min_ratio + hysteresis` so a stream
+hovering at the threshold does not flood the events. After a silence the window restarts (the
+gap is liveness' business, not a low rate).
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ from services.monitor.findings import FREQUENCY_LOW, FREQUENCY_OK, NS_PER_S, Fin
 class _Window:
     stamps_ns: deque[int]
     ok: bool | None = None
-    last_seen_ns: int = 0
     last_ratio: float | None = field(default=None)
 
 
 class FrequencyCheck:
-    """Per (topic, key) rolling average rate against the registry's expected rate."""
+    """Per (run, topic, key) rolling average rate against the registry's expected rate."""
 
     def __init__(self, rates_hz: Mapping[str, float], *, window: int = 100, min_messages: int = 20,
                  min_ratio: float = 0.9, hysteresis: float = 0.02) -> None:
@@ -37,17 +38,17 @@ class FrequencyCheck:
         self._min = min_messages
         self._low = min_ratio
         self._ok = min_ratio + hysteresis
-        self._keys: dict[tuple[str, str], _Window] = {}
+        self._keys: dict[tuple[str, str, str], _Window] = {}  # (run id, topic, key)
 
     def observe(self, obs: Observation) -> list[Finding]:
         """Add a message; a finding when the key's verdict changes."""
         expected = self._rates.get(obs.topic)
         if expected is None:
             return []
-        win = self._keys.setdefault((obs.topic, obs.key), _Window(deque(maxlen=self._size)))
+        win = self._keys.setdefault((obs.run_id, obs.topic, obs.key),
+                                    _Window(deque(maxlen=self._size)))
         win.stamps_ns.append(obs.stamp_ns)
-        win.last_seen_ns = max(win.last_seen_ns, obs.stamp_ns)
-        rate = self.rate_hz(obs.topic, obs.key)
+        rate = self.rate_hz(obs.topic, obs.key, obs.run_id)
         if rate is None:
             return []
         ratio = rate / expected
@@ -62,9 +63,9 @@ class FrequencyCheck:
             return [self._finding(FREQUENCY_OK, Severity.INFO, obs, rate, expected, win)]
         return []
 
-    def rate_hz(self, topic: str, key: str) -> float | None:
+    def rate_hz(self, topic: str, key: str, run_id: str = "") -> float | None:
         """The key's current average rate [Hz], or None without enough messages."""
-        win = self._keys.get((topic, key))
+        win = self._keys.get((run_id, topic, key))
         if win is None or len(win.stamps_ns) < self._min:
             return None
         span_ns = max(win.stamps_ns) - min(win.stamps_ns)
@@ -72,25 +73,20 @@ class FrequencyCheck:
             return None
         return (len(win.stamps_ns) - 1) * NS_PER_S / span_ns
 
-    def restart(self, topic: str, key: str) -> None:
+    def restart(self, topic: str, key: str, run_id: str = "") -> None:
         """Drop the key's samples (after a silence); its verdict is kept."""
-        win = self._keys.get((topic, key))
+        win = self._keys.get((run_id, topic, key))
         if win is not None:
             win.stamps_ns.clear()
 
-    def forget(self, topic: str, key: str) -> None:
-        """Drop a key entirely (samples and verdict)."""
-        self._keys.pop((topic, key), None)
-
-    def prune(self, older_than_ns: int) -> None:
-        """Forget keys whose last message is older than this stamp."""
-        for k in [k for k, w in self._keys.items() if w.last_seen_ns < older_than_ns]:
-            del self._keys[k]
+    def forget(self, topic: str, key: str, run_id: str = "") -> None:
+        """Drop a key entirely (samples and verdict): its run ended or was forgotten."""
+        self._keys.pop((run_id, topic, key), None)
 
     def min_ratios(self) -> dict[str, float]:
         """topic → the lowest rate / expected among its keys with a verdict."""
         out: dict[str, float] = {}
-        for (topic, _), win in self._keys.items():
+        for (_, topic, _), win in self._keys.items():
             if win.last_ratio is not None:
                 out[topic] = min(out.get(topic, win.last_ratio), win.last_ratio)
         return out

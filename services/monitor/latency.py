@@ -9,6 +9,12 @@ Stages (all from stamps the producers write, so they include queueing and transp
 | `planning` | planning.trajectory | trajectory `stamp_ns` − `perception_stamp_ns` |
 | `control` | vehicle.control | command `stamp_ns` − source frame `stamp_ns` (end to end) |
 
+On the simulation clock (lockstep) a stage is judged only when both its stamps are on the data
+clock: the simulator waits for the stack, so in simulation time perception and planning take no
+time, and their publish stamps (perception's wall clock) are minutes ahead of the data. There
+`perception` and `planning` are left out; `control` counts when the command is stamped on its
+inputs' clock (`clock: source`), and perception's own measured durations always count.
+
 A stage is only checked when it has a budget. A burst over budget is one
 `latency_budget_exceeded` finding per (stage, vehicle) per window; the next one says how many
 went over in between.
@@ -20,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from services.messages import (
+    ControlClock,
     EventRefs,
     PerceptionObjects,
     PlanningTrajectory,
@@ -31,17 +38,22 @@ from services.monitor.findings import LATENCY_BUDGET_EXCEEDED, NS_PER_S, Finding
 Stamped = PerceptionObjects | PlanningTrajectory | VehicleControl
 
 
-def stage_latencies_s(payload: Stamped) -> dict[str, float]:
-    """The stage delays [s] a payload's stamps reveal (see the module table); negatives dropped."""
+def stage_latencies_s(payload: Stamped, *, simulation: bool = False) -> dict[str, float]:
+    """The stage delays [s] a payload's stamps reveal (see the module table); negatives dropped.
+
+    `simulation`: the data runs on simulation time; stages measured between a wall-clock stamp
+    and a data stamp are left out (module docstring).
+    """
     out: dict[str, float] = {}
     if isinstance(payload, PerceptionObjects):
-        out["perception"] = (payload.stamp_ns - payload.source.stamp_ns) / NS_PER_S
+        if not simulation:
+            out["perception"] = (payload.stamp_ns - payload.source.stamp_ns) / NS_PER_S
         for name, ms in payload.latencies_ms.items():
             out[f"perception.{name}"] = ms / 1000.0
     elif isinstance(payload, PlanningTrajectory):
-        if payload.perception_stamp_ns is not None:
+        if payload.perception_stamp_ns is not None and not simulation:
             out["planning"] = (payload.stamp_ns - payload.perception_stamp_ns) / NS_PER_S
-    elif payload.source is not None:
+    elif payload.source is not None and (not simulation or payload.clock == ControlClock.SOURCE):
         out["control"] = (payload.stamp_ns - payload.source.stamp_ns) / NS_PER_S
     # A negative delay means the producers' clocks disagree: not a latency we can judge.
     return {k: v for k, v in out.items() if v >= 0}

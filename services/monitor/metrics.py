@@ -22,6 +22,12 @@ class MonitorMetrics:
                                 "Values the monitor could not parse (content checks skipped; "
                                 "the owning consumer dead-letters them)", ["topic"],
                                 registry=registry)
+        self.clock_skew = Counter("roadstream_monitor_clock_skew_messages_total",
+                                  "Messages stamped too far in the future, refused",
+                                  ["topic"], registry=registry)
+        self.after_end = Counter("roadstream_monitor_after_end_messages_total",
+                                 "Messages of a run after its announced end, not judged",
+                                 ["topic"], registry=registry)
         self.keys = Gauge("roadstream_monitor_keys", "Keys per topic by liveness state",
                           ["topic", "state"], registry=registry)
         self.rate_ratio = Gauge("roadstream_monitor_rate_ratio",

@@ -18,9 +18,6 @@ import time
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
-from services.runtime.delivery import Record, is_infrastructure_error
-from services.runtime.events import safety_event
-from services.runtime.service import ServiceRuntime
 from services.messages import ALL_TOPICS, SafetyEvent, TopicSpec
 from services.monitor.drift import DriftReference, load_reference
 from services.monitor.findings import Finding
@@ -28,6 +25,9 @@ from services.monitor.lag import LagProbe
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.monitor import Monitor
 from services.monitor.settings import MonitorSettings, load_monitor_settings
+from services.runtime.delivery import Record, is_infrastructure_error
+from services.runtime.events import safety_event
+from services.runtime.service import ServiceRuntime
 from services.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ SOURCE = "monitor"
 MAX_PENDING = 10_000  # events kept while Kafka is unreachable; the oldest are dropped beyond
 
 
-def build(settings: Settings, bootstrap: str) -> ServiceRuntime:
-    """The monitor service, configured by ROADSTREAM_MONITOR_* (see docs/monitor.md)."""
-    frame, _ = build_monitor(settings, bootstrap)
+def build(settings: Settings, bootstrap: str, *,
+          options: MonitorSettings | None = None) -> ServiceRuntime:
+    """The monitor service, configured by `options` (default ROADSTREAM_MONITOR_*, see
+    docs/monitor.md)."""
+    frame, _ = build_monitor(settings, bootstrap, options)
     return frame
 
 

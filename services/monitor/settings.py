@@ -8,8 +8,8 @@ from typing import Literal, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from common.in_path import PATH_HALF_WIDTH_M
 from services.messages import TOPICS
-from services.monitor.risk import PATH_HALF_WIDTH_M
 from services.settings import SettingsError, invalid_setting_line
 
 ENV_PREFIX = "ROADSTREAM_MONITOR_"
@@ -36,9 +36,11 @@ class MonitorSettings(BaseSettings):
                           description="Period of the check loop that detects silence [s].")
     start_from: Literal["latest", "earliest"] = Field(
         default="latest", description="Where a new monitor group starts reading each topic.")
-    clock: Literal["record", "arrival"] = Field(
-        default="record", description="record: a message's time is its Kafka timestamp (the "
-        "producer's clock); arrival: the monitor's clock when it is consumed.")
+    clock: Literal["wall", "simulation"] = Field(
+        default="wall", description="The clock the data runs on. Either way a message's time "
+        "is its data stamp and each run is judged on its own data clock; wall (real time): "
+        "stamps are also checked against the wall clock (future stamps, a run silent on every "
+        "topic); simulation (lockstep, or a replay at any speed): never against the wall clock.")
     rates_hz: dict[str, float] = Field(
         default_factory=dict, description="Expected rates that differ from the registry's, by "
         "topic (e.g. a camera run at 10 Hz: camera.frames, perception.objects) [Hz].")
@@ -48,7 +50,24 @@ class MonitorSettings(BaseSettings):
     critical_topics: tuple[str, ...] = Field(
         default=DEFAULT_CRITICAL_TOPICS, description="Topics whose staleness is critical.")
     forget_after_s: float = Field(default=300.0, gt=0,
-                                  description="Forget a key that has been silent this long [s].")
+                                  description="Forget a run (and its keys) that has been silent "
+                                  "this long on the wall clock [s].")
+    stale_hold_s: float = Field(default=0.5, ge=0, le=60,
+                                description="A key behind its run's data clock is stale once it "
+                                "stays behind this long on the wall clock [s].")
+    alive_after_messages: int = Field(default=5, ge=1, le=1000,
+                                      description="A stale key is alive again after this many "
+                                      "fresh messages in a row.")
+    run_silence_s: float = Field(default=2.0, gt=0, le=600,
+                                 description="Wall clock only: a live run with no message on "
+                                 "any topic for this long, that did not announce its end, is "
+                                 "stale on every topic [s].")
+    clock_skew_tolerance_s: float = Field(default=2.0, gt=0, le=3600,
+                                          description="A data stamp further than this ahead of "
+                                          "the monitor's clock is refused (clock_skew) [s].")
+    clock_skew_event_window_s: float = Field(default=60.0, gt=0,
+                                             description="At most one clock_skew event per "
+                                             "topic in this window [s].")
     # --- frequency
     frequency_window: int = Field(default=100, ge=2, le=10_000,
                                   description="Messages in the rate average.")

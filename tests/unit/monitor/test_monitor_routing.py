@@ -5,21 +5,26 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.runtime.delivery import Record
 from services.messages import ControlMode, Severity
-from services.messages.examples import frame_meta, perception_objects, safety_event, vehicle_control
+from services.messages.examples import (
+    frame_meta,
+    perception_objects,
+    safety_event,
+    vehicle_control,
+    vehicle_state,
+)
 from services.monitor.findings import (
     COLLISION_RISK,
     DLQ_MESSAGE,
     EMERGENCY_STOP,
     LATENCY_BUDGET_EXCEEDED,
-    TOPIC_ALIVE,
     TOPIC_STALE,
     Finding,
 )
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.monitor import Monitor
 from services.monitor.settings import MonitorSettings, load_monitor_settings
+from services.runtime.delivery import Record
 from services.settings import SettingsError
 from tests.unit.monitor.helpers import T0, ns
 
@@ -46,23 +51,34 @@ def types(found: list[Finding]) -> list[str]:
     return [f.type for f in found]
 
 
+def state(at_s: float, run_id: str = "example") -> bytes:
+    """A vehicle.state value stamped T0 + at_s."""
+    return vehicle_state().model_copy(update={"stamp_ns": ns(at_s), "run_id": run_id}).encode()
+
+
 def test_camera_frames_are_watched_from_headers_without_decoding(monitor: Monitor) -> None:
-    headers = tuple(frame_meta().to_headers())
+    headers = tuple(frame_meta().to_headers())  # captured at T0, run "example"
     found = monitor.observe(record("camera.frames", b"\xff\xd8 not a real jpeg", key="ego/front",
                                    headers=headers), ns(0.0))
-    assert types(found) == [TOPIC_ALIVE]
-    assert found[0].vehicle_id == "ego"
-    assert found[0].run_id == "example"  # from the run-id header
-    stale = monitor.tick(ns(1.0))  # 10 periods of 100 ms
+    assert found == []  # a key seen for the first time is not announced
+    assert monitor.liveness.is_alive("camera.frames", "ego/front", "example") is True
+    # the run's clock moves on with its vehicle state; the frame's capture time does not
+    monitor.observe(record("vehicle.state", state(0.5), offset=1), ns(0.5))
+    assert monitor.tick(ns(0.5)) == []  # overdue: 10 periods of 50 ms behind the run's clock
+    stale = monitor.tick(ns(1.0))  # … for the hold, 0.5 s of wall time
     assert types(stale) == [TOPIC_STALE]
     assert stale[0].severity == Severity.CRITICAL
+    assert stale[0].vehicle_id == "ego"
+    assert stale[0].run_id == "example"  # from the run-id header
+    assert stale[0].details["clock"] == "data"
 
 
 def test_bad_values_are_counted_never_raised(monitor: Monitor, registry: CollectorRegistry) -> None:
+    monitor.observe(record("vehicle.state", state(0.0), key="ego"), ns(0.0))
     found = monitor.observe(record("perception.objects", b"\x00garbage", key="ego/front"), ns(0.0))
-    assert types(found) == [TOPIC_ALIVE]  # liveness still works from the record itself
+    assert found == []
     found = monitor.observe(record("vehicle.control", b'{"mode": "warp"}', offset=0), ns(0.0))
-    assert types(found) == [TOPIC_ALIVE]
+    assert found == []
     assert registry.get_sample_value("roadstream_monitor_unparsed_messages_total",
                                      {"topic": "perception.objects"}) == 1.0
     assert registry.get_sample_value("roadstream_monitor_unparsed_messages_total",
@@ -104,7 +120,7 @@ def test_perception_objects_feed_latency_risk_and_metrics(monitor: Monitor,
     slow = objects.model_copy(update={"objects": [car],
                                       "stamp_ns": objects.source.stamp_ns + 400 * MS})
     found = monitor.observe(record("perception.objects", slow.encode(), key="ego/front"), ns(0.0))
-    assert sorted(types(found)) == [COLLISION_RISK, LATENCY_BUDGET_EXCEEDED, TOPIC_ALIVE]
+    assert sorted(types(found)) == [COLLISION_RISK, LATENCY_BUDGET_EXCEEDED]
     latency = next(f for f in found if f.type == LATENCY_BUDGET_EXCEEDED)
     assert latency.refs.frame_seq == objects.source.seq
     assert latency.details["latency_ms"] == pytest.approx(400.0)
@@ -122,19 +138,25 @@ def test_safety_events_are_counted_not_reacted_to(monitor: Monitor,
 
 
 def test_tick_sets_key_gauges(monitor: Monitor, registry: CollectorRegistry) -> None:
-    monitor.observe(record("vehicle.state", b"{}", key="a"), ns(0.0))
-    monitor.observe(record("vehicle.state", b"{}", key="b", offset=1), ns(0.0))
+    monitor.observe(record("vehicle.state", state(0.0), key="a"), ns(0.0))
+    monitor.observe(record("vehicle.state", state(0.0), key="b", offset=1), ns(0.0))
     monitor.tick(ns(0.1))
     assert registry.get_sample_value("roadstream_monitor_keys",
                                      {"topic": "vehicle.state", "state": "alive"}) == 2.0
 
 
-def test_arrival_clock_ignores_record_timestamps() -> None:
-    monitor = Monitor(MonitorSettings(clock="arrival"))
-    old = record("vehicle.state", b"{}", at_s=-100.0)  # a 100 s old record
-    assert types(monitor.observe(old, ns(0.0))) == [TOPIC_ALIVE]
-    record_clock = Monitor(MonitorSettings())
-    assert record_clock.observe(old, ns(0.0)) == []  # stale on arrival: never alive
+def test_the_data_stamp_is_the_time_not_the_kafka_timestamp() -> None:
+    monitor = Monitor(MonitorSettings(clock="simulation"))
+    # Kafka timestamps (the producer's wall clock) 100 s apart; the data stamps 50 ms apart.
+    monitor.observe(record("vehicle.state", state(0.0), at_s=0.0), ns(0.0))
+    monitor.observe(record("vehicle.state", state(0.05), offset=1, at_s=100.0), ns(100.0))
+    assert monitor.liveness.clocks.data_now("example") == ns(0.05)
+    assert monitor.liveness.is_alive("vehicle.state", "ego", "example") is True
+
+
+def test_clock_values_of_the_kafka_timestamp_era_are_refused() -> None:
+    with pytest.raises(SettingsError, match=r"ROADSTREAM_MONITOR_CLOCK.*wall.*simulation"):
+        load_monitor_settings(clock="record")
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,12 +183,16 @@ def test_invalid_settings_are_one_line(monkeypatch: pytest.MonkeyPatch, env: str
 def test_a_rate_override_sets_the_stale_timeout_of_that_topic() -> None:
     headers = tuple(frame_meta().to_headers())
     frame = record("camera.frames", b"\xff\xd8", key="ego/front", headers=headers)
-    registry_rate = Monitor(MonitorSettings(lag_interval_s=0))  # 20 Hz: stale after 0.5 s
-    ten_hz = Monitor(MonitorSettings(lag_interval_s=0, rates_hz={"camera.frames": 10.0}))
+    # 20 Hz: stale 0.5 s behind the run's clock (after the 0.5 s hold)
+    registry_rate = Monitor(MonitorSettings(clock="simulation", stale_hold_s=0))
+    ten_hz = Monitor(MonitorSettings(clock="simulation", stale_hold_s=0,
+                                     rates_hz={"camera.frames": 10.0}))
     for m in (registry_rate, ten_hz):
         m.observe(frame, ns(0.0))
+        m.observe(record("vehicle.state", state(0.6), offset=1), ns(0.6))
     assert types(registry_rate.tick(ns(0.6))) == [TOPIC_STALE]
     assert ten_hz.tick(ns(0.6)) == []  # 10 periods of 100 ms
+    ten_hz.observe(record("vehicle.state", state(1.1), offset=2), ns(1.1))
     assert types(ten_hz.tick(ns(1.1))) == [TOPIC_STALE]
 
 

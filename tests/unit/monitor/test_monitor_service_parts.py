@@ -9,20 +9,23 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 from prometheus_client import CollectorRegistry
 
-from services.runtime.delivery import Record
-from services.runtime.service import ServiceRuntime
 from services.messages import SafetyEvent, Severity
-from services.monitor.findings import TOPIC_ALIVE, Finding
+from services.messages.examples import vehicle_state
+from services.monitor.findings import Finding
 from services.monitor.metrics import MonitorMetrics
 from services.monitor.monitor import Monitor
 from services.monitor.service import _Publisher, _Release
 from services.monitor.settings import MonitorSettings
+from services.runtime.delivery import Record
+from services.runtime.service import ServiceRuntime
 from tests.unit.monitor.helpers import T0, ns
 
 
 def state_record(key: str, partition: int, offset: int, at_s: float) -> Record:
+    value = vehicle_state().model_copy(update={"vehicle_id": key, "stamp_ns": ns(at_s),
+                                               "run_id": "r"}).encode()
     return Record(topic="vehicle.state", partition=partition, offset=offset, key=key.encode(),
-                  value=b"{}", timestamp_ms=(T0 + int(at_s * 1e9)) // 1_000_000)
+                  value=value, timestamp_ms=(T0 + int(at_s * 1e9)) // 1_000_000)
 
 
 async def test_only_partitions_not_assigned_back_are_released() -> None:
@@ -34,12 +37,13 @@ async def test_only_partitions_not_assigned_back_are_released() -> None:
     await listener.on_partitions_revoked({TopicPartition("vehicle.state", 0),
                                           TopicPartition("vehicle.state", 1)})
     await listener.on_partitions_assigned({TopicPartition("vehicle.state", 0)})
-    assert monitor.liveness.is_alive("vehicle.state", "a") is True
-    assert monitor.liveness.is_alive("vehicle.state", "b") is None  # another replica's now
-    assert monitor.tick(ns(5.0))[0].details["key"] == "a"  # no stale event for b
-    # if partition 1 comes back, its next message is accepted and announced again
-    found = monitor.observe(state_record("b", 1, 1, 5.0), ns(5.0))
-    assert [f.type for f in found] == [TOPIC_ALIVE]
+    assert monitor.liveness.is_alive("vehicle.state", "a", "r") is True
+    assert monitor.liveness.is_alive("vehicle.state", "b", "r") is None  # another replica's now
+    # the run falls silent on the wall clock: a is stale, b is not watched here any more
+    assert [f.details["key"] for f in monitor.tick(ns(5.0))] == ["a"]
+    # if partition 1 comes back, its next message is accepted and the key watched again
+    assert monitor.observe(state_record("b", 1, 1, 5.0), ns(5.0)) == []
+    assert monitor.liveness.is_alive("vehicle.state", "b", "r") is True
 
 
 class FlakyFrame:
