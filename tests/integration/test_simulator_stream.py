@@ -13,20 +13,24 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.catalog import build
-from services.messages import FrameMeta, FrameRef, GroundTruth, VehicleControl
+from services.control.settings import ControlSettings
+from services.messages import ControlClock, FrameMeta, FrameRef, GroundTruth, VehicleControl
 from services.settings import Settings
 from services.simulator.settings import SimulatorSettings
 from tests.kafka_helpers import MAX_BYTES, collect, header
 
 pytestmark = pytest.mark.integration
 CCRS = "ccrs_30kph"
+#: The keyring of this module's gate (the braking controller) and simulated vehicles.
+CONTROL = ControlSettings.ephemeral()
 
 
 async def stream(bootstrap: str, run_id: str, **options: Any) -> dict[str, Any]:
     """Stream one scenario on the simulator service, built as `roadstream sim` builds it."""
     sim_options = SimulatorSettings(**options)
     built = build("simulator", Settings(group_prefix=f"g{run_id}"), bootstrap,
-                  options=sim_options, repeat=False, run_id=run_id, start_from="latest")
+                  options=sim_options, repeat=False, run_id=run_id, start_from="latest",
+                  control=CONTROL)
     await built.runtime.start()
     try:
         assert await built.runtime.wait_assigned(60)
@@ -73,6 +77,7 @@ async def braking_controller(bootstrap: str, run_id: str, stop: asyncio.Event,
     await consumer.start()
     await producer.start()
     seq = 0
+    signer = CONTROL.signer()  # signed as a gate signs: the simulated vehicle verifies
     try:
         while not stop.is_set():
             for records in (await consumer.getmany(timeout_ms=50)).values():
@@ -89,9 +94,12 @@ async def braking_controller(bootstrap: str, run_id: str, stop: asyncio.Event,
                         valid_until_ns=gt.stamp_ns + 500_000_000, steering_tire_angle_rad=0.0,
                         target_speed_mps=0.0 if brake else 30.0,
                         accel_mps2=-6.0 if brake else 0.0,
-                        source=FrameRef(seq=gt.seq, stamp_ns=gt.stamp_ns), run_id=run_id)
-                    await producer.send_and_wait("vehicle.control", cmd.encode(),
-                                                 key=gt.vehicle_id.encode())
+                        source=FrameRef(seq=gt.seq, stamp_ns=gt.stamp_ns), run_id=run_id,
+                        clock=ControlClock.SOURCE)
+                    signed = signer.sign(cmd)
+                    await producer.send_and_wait(
+                        "vehicle.control", signed.value, key=gt.vehicle_id.encode(),
+                        headers=[(k, v.encode()) for k, v in signed.headers.items()])
     finally:
         await consumer.stop()
         await producer.stop()
