@@ -84,6 +84,22 @@ class Settings(BaseSettings):
                               description="Port of /metrics and /healthz; 0 = a free port.")
     runs_dir: Path = Field(default=Path("runs"), description="Where run outputs are written.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # --- health and retries
+    health_broker_timeout_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="/healthz says not ready when the broker has not answered for this long [s].")
+    health_stall_s: float = Field(
+        default=30.0, gt=0, le=86_400,
+        description="/healthz says not ready when a partition's committed offset has not moved "
+                    "for this long while records wait behind it (a stuck consumer) [s].")
+    retry_backoff_max_s: float = Field(
+        default=5.0, ge=0.1, le=300,
+        description="Longest wait before a record is retried after a Kafka connection failure; "
+                    "the wait starts at 0.1 s and doubles per failure [s].")
+    dead_letter_window_s: float = Field(
+        default=10.0, gt=0, le=3600,
+        description="Dead-letter safety events are aggregated: one per source topic, error "
+                    "class and window of this length, with a count [s].")
     # --- tracing (W3C trace context always travels in the headers; export is optional)
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector base URL (e.g. http://localhost:4318); "

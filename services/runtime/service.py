@@ -15,9 +15,10 @@ Offsets are committed only after the handler returns, that is after its publishe
 acknowledged by the brokers (at-least-once); a failure to reach Kafka is not committed and
 the message is delivered again.
 
-The roles live in modules of their own: `subscription` (consuming, micro-batches),
-`deadletter`, `security` (SASL/TLS), `metrics` and `http` (`/metrics`, `/healthz`),
-`lifecycle` (start, drain, stop) and `tracing`. This class puts them together.
+The roles live in modules of their own: `subscription` (consuming, micro-batches, retries),
+`deadletter` (and its aggregated events), `security` (SASL/TLS), `metrics`, `health` (broker
+reachability, stuck consumers) and `http` (`/metrics`, `/healthz`), `logs` (rate-limited
+logging), `lifecycle` (start, drain, stop) and `tracing`. This class puts them together.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from services.broker.producers import ProbingKafkaBroker
 from services.messages import SAFETY_EVENTS, Payload, TopicSpec
 from services.runtime.deadletter import DeadLetters
 from services.runtime.delivery import Record
+from services.runtime.health import HealthWatch
 from services.runtime.http import OpsServer
 from services.runtime.lifecycle import Lifecycle, Part
+from services.runtime.logs import kafka_client_loggers, rate_limit_loggers
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.security import faststream_security
 from services.runtime.subscription import BatchHandler, Handler, Subscriptions
@@ -89,11 +92,20 @@ class ServiceRuntime:
             graceful_timeout=10.0,
             logger=logging.getLogger(f"roadstream.{name}"),
         )
-        self.dead_letters = DeadLetters(name, self.broker, self.metrics.dead_letters, self.emit,
-                                        run_id)
+        # An outage makes the Kafka client log each reconnect attempt and FastStream each
+        # retried record's traceback: once per kind and interval is enough to tell.
+        rate_limit_loggers([*kafka_client_loggers(), f"roadstream.{name}"])
+        self.dead_letters = DeadLetters(name, self._publish_raw, self.metrics.dead_letters,
+                                        self.emit, run_id,
+                                        max_message_bytes=settings.max_message_bytes,
+                                        skipped=self.metrics.skipped,
+                                        window_s=settings.dead_letter_window_s)
         self.subscriptions = Subscriptions(self.broker, settings, self.metrics,
                                            self.dead_letters, watcher=watcher,
                                            start_from=start_from)
+        self.watch = HealthWatch(self.broker.ping, self.subscriptions.group_consumers,
+                                 broker_timeout_s=settings.health_broker_timeout_s,
+                                 stall_s=settings.health_stall_s)
         self.ops = OpsServer(self.registry, self.health, settings.metrics_host,
                              settings.metrics_port)
         # Up in this order, down in reverse: the tracer outlives the broker, whose last
@@ -101,11 +113,35 @@ class ServiceRuntime:
         self.lifecycle = Lifecycle(name, [
             Part("ops endpoint", self.ops.start, self.ops.stop),
             Part("tracing", stop=self._shutdown_tracing),
-            Part("broker", self.broker.start, self.broker.stop),
+            Part("broker", self.broker.start, self._stop_broker),
+            Part("health watch", self.watch.start, self.watch.stop),
         ])
 
     async def _shutdown_tracing(self) -> None:
         await self.tracing.shutdown()
+
+    async def _stop_broker(self) -> None:
+        """Drain the handlers, emit the open dead-letter event windows, then disconnect.
+
+        FastStream's stop drains and disconnects in one call; the events must go out between
+        the two (handlers draining may still dead-letter), so the subscribers stop first.
+        """
+        for subscriber in self.broker.subscribers:
+            try:
+                await subscriber.stop()
+            except Exception as exc:  # the others must still drain, and the broker stop
+                log.warning("%s: stopping a subscriber failed: %s: %s", self.name,
+                            type(exc).__name__, exc)
+        try:
+            await self.dead_letters.flush()
+        except Exception as exc:
+            log.warning("%s: %d dead-letter events lost at stop: %s: %s", self.name,
+                        self.dead_letters.events.pending, type(exc).__name__, exc)
+        await self.broker.stop()
+
+    async def _publish_raw(self, value: bytes, topic: str, key: bytes | None,
+                           headers: dict[str, str]) -> None:
+        await self.broker.publish(value, topic=topic, key=key, headers=headers)
 
     @property
     def group_id(self) -> str:
@@ -121,11 +157,24 @@ class ServiceRuntime:
         return f"{self.group_id}.{spec.name}"
 
     def health(self) -> dict[str, object]:
-        """The `/healthz` document."""
+        """The `/healthz` document: ``status`` ``ok`` (HTTP 200) only while serving, ready.
+
+        While serving, ``status`` is ``not_ready`` with ``reasons`` when the broker has not
+        answered for `health_broker_timeout_s` or a partition is stuck (`health_stall_s`);
+        ``broker`` and ``stalled`` give the figures.
+        """
         last_ns = self.subscriptions.last_message_ns
-        return {"service": self.name, "status": self.lifecycle.phase,
-                "last_message_age_s": (time.time_ns() - last_ns) / 1e9 if last_ns else None,
-                "partitions": self.assigned_partitions()}
+        findings = self.watch.findings()
+        reasons = findings.pop("reasons")
+        status: str = self.lifecycle.phase
+        document: dict[str, object] = {
+            "service": self.name, "status": status,
+            "last_message_age_s": (time.time_ns() - last_ns) / 1e9 if last_ns else None,
+            "partitions": self.assigned_partitions(), **findings}
+        if status == "ok" and reasons:
+            document["status"] = "not_ready"
+            document["reasons"] = reasons
+        return document
 
     def assigned_partitions(self) -> dict[str, list[int]]:
         """The partitions this replica's consumers hold now, by topic (empty while joining).
@@ -181,7 +230,11 @@ class ServiceRuntime:
         return decorate
 
     async def dead_letter(self, spec: TopicSpec, record: Record, error: BaseException) -> None:
-        """Send the original bytes to `<topic>.dlq` with error headers, and raise an event."""
+        """Send the original bytes to `<topic>.dlq` with error headers, and count an event.
+
+        Events are aggregated (`dead_letter_window_s`); a copy too large for Kafka is
+        truncated, or the record skipped (`services.runtime.deadletter`).
+        """
         await self.dead_letters.send(spec, record, error)
 
     async def publish(self, spec: TopicSpec, value: Payload | bytes, *, key: bytes | str | None,

@@ -3,7 +3,9 @@
 Every subscription gets the raw record (FastStream does not decode values: bad bytes are ours
 to dead-letter) and commits at least once: an offset is committed after its handler returned,
 that is after its publishes were acknowledged. A handler's error dead-letters the record; a
-failure to reach Kafka is not committed, so the record is delivered again.
+failure to reach Kafka is not committed, so the record is delivered again, after a bounded
+exponential backoff (one per subscription, `delivery.Backoff`), and logged once per error
+class and interval rather than once per attempt.
 
 FastStream owns the consumers. Four things it has no API for are done on the aiokafka consumer
 it exposes (the subscriber's and the message's public ``consumer`` attribute), each with the
@@ -34,7 +36,9 @@ from faststream.kafka.annotations import KafkaMessage
 from services.broker.clients import consumer_kwargs
 from services.messages import TopicSpec
 from services.runtime.deadletter import DeadLetters
-from services.runtime.delivery import Record, is_infrastructure_error
+from services.runtime.delivery import Backoff, Record, is_infrastructure_error
+from services.runtime.health import GroupConsumer
+from services.runtime.logs import RateLimitedLog
 from services.runtime.metrics import ServiceMetrics
 from services.settings import Settings
 
@@ -103,6 +107,17 @@ class Subscriptions:
         self.start_from = start_from
         #: Wall-clock time the last record (or batch) was taken [ns]; 0 before the first.
         self.last_message_ns = 0
+        self._retry_log = RateLimitedLog(log)
+
+    async def retry_later(self, spec: TopicSpec, backoff: Backoff, error: BaseException) -> None:
+        """Count, log (rate-limited) and wait out one Kafka failure before the redelivery."""
+        name = type(error).__name__
+        self.metrics.retries.labels(self.metrics.service, spec.name, name).inc()
+        delay_s = backoff.next_delay_s()
+        self._retry_log.log(logging.WARNING, (spec.name, name),
+                            "%s: Kafka unreachable while handling %s (%s: %s); retrying in "
+                            "%.1f s", self.metrics.service, spec.name, name, error, delay_s)
+        await asyncio.sleep(delay_s)
 
     def _consumer_options(self, overrides: dict[str, Any]) -> dict[str, Any]:
         kwargs = {k: v for k, v in consumer_kwargs(self.settings, watcher=self.watcher).items()
@@ -118,11 +133,13 @@ class Subscriptions:
 
         # No body parameter: FastStream must not decode the value; bad bytes are ours to
         # dead-letter, and the raw record carries the original bytes.
+        backoff = Backoff(self.settings.retry_backoff_max_s)
+
         async def guarded(msg: KafkaMessage) -> None:
             record = Record.from_raw(msg.raw_message)
             self.last_message_ns = time.time_ns()
             with self.metrics.handler_seconds.labels(service, spec.name).time():
-                await self.handle_guarded(spec, handler, record)
+                await self.handle_guarded(spec, handler, record, backoff)
 
         policy = AckPolicy.NACK_ON_ERROR if at_least_once else AckPolicy.ACK_FIRST
         self.broker.subscriber(spec.name, group_id=group_id, ack_policy=policy,
@@ -134,6 +151,7 @@ class Subscriptions:
                   **subscriber_kwargs: Any) -> None:
         """Subscribe `handler(records)` to micro-batches (see `ServiceRuntime.consume_batch`)."""
         service = self.metrics.service
+        backoff = Backoff(self.settings.retry_backoff_max_s)
 
         async def guarded(msg: KafkaMessage) -> None:
             raws = list(msg.raw_message) if isinstance(msg.raw_message, list | tuple) else [
@@ -151,15 +169,22 @@ class Subscriptions:
             self.last_message_ns = time.time_ns()
             with self.metrics.handler_seconds.labels(service, spec.name).time():
                 try:
-                    await handler(records)
+                    try:
+                        await handler(records)
+                    except Exception as error:
+                        if is_infrastructure_error(error):
+                            raise
+                        for record in records:
+                            await self.dead_letters.send(spec, record, error)
                 except Exception as error:
+                    # Kafka unreachable (in the handler or its dead letters): not committed
                     if is_infrastructure_error(error):
                         if topped and isinstance(consumer, AIOKafkaConsumer):
                             # FastStream's nack rewinds only the records it handed out.
                             rewind(consumer, raws + topped)
-                        raise
-                    for record in records:
-                        await self.dead_letters.send(spec, record, error)
+                        await self.retry_later(spec, backoff, error)
+                    raise
+            backoff.reset()
             self.metrics.handled.labels(service, spec.name).inc(len(records))
 
         self.broker.subscriber(spec.name, group_id=group_id, batch=True, max_records=max_records,
@@ -168,20 +193,37 @@ class Subscriptions:
                                decoder=undecoded,
                                **self._consumer_options(subscriber_kwargs))(guarded)
 
-    async def handle_guarded(self, spec: TopicSpec, handler: Handler, record: Record) -> None:
-        """Run a handler; dead-letter the record on any error but a Kafka outage."""
+    async def handle_guarded(self, spec: TopicSpec, handler: Handler, record: Record,
+                             backoff: Backoff) -> None:
+        """Run a handler; dead-letter the record on any error but a Kafka outage.
+
+        On an outage (in the handler or in its dead letter) the error propagates after
+        `backoff`'s wait: the record is not committed and is delivered again.
+        """
         try:
-            await handler(record)
+            try:
+                await handler(record)
+            except Exception as error:
+                if is_infrastructure_error(error):
+                    raise
+                await self.dead_letters.send(spec, record, error)
         except Exception as error:
             if is_infrastructure_error(error):
-                raise  # not committed: delivered again once Kafka is back
-            await self.dead_letters.send(spec, record, error)
+                await self.retry_later(spec, backoff, error)
+            raise  # not committed: delivered again once Kafka is back
+        backoff.reset()
         self.metrics.handled.labels(self.metrics.service, spec.name).inc()
 
     def _consumers(self) -> list[AIOKafkaConsumer | None]:
         # FastStream has no API for a subscriber's assignment or positions; its subscribers
         # expose their aiokafka consumer (None until started), whose public methods tell.
         return [getattr(sub, "consumer", None) for sub in self.broker.subscribers]
+
+    def group_consumers(self) -> list[GroupConsumer]:
+        """Each started subscriber's consumer with its group id (for the health watch)."""
+        return [(str(getattr(sub, "group_id", "") or ""), consumer)
+                for sub in self.broker.subscribers
+                if isinstance(consumer := getattr(sub, "consumer", None), AIOKafkaConsumer)]
 
     def assigned_partitions(self) -> dict[str, list[int]]:
         """The partitions this replica's consumers hold now, by topic (empty while joining)."""

@@ -1,4 +1,5 @@
-"""The service runtime against the embedded broker: DLQ, keeps serving, survives a SIGKILL."""
+"""The service runtime against the embedded broker: DLQ (a too-large dead letter included),
+keeps serving, survives a SIGKILL."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.messages import VEHICLE_STATE, SafetyEvent, VehicleState
 from services.messages.examples import vehicle_state
+from services.runtime.deadletter import record_size
 from services.runtime.delivery import Record
 from services.runtime.service import ServiceRuntime
 from services.settings import Settings
@@ -31,7 +34,9 @@ def state(run_id: str, i: int) -> bytes:
 
 @pytest.fixture
 async def echo(kafka_bootstrap: str, unique: str) -> AsyncIterator[str]:
-    runtime = build_echo(Settings(group_prefix=f"t{unique}"), kafka_bootstrap)
+    # a short event window, so the aggregated dead-letter event comes while the test waits
+    runtime = build_echo(Settings(group_prefix=f"t{unique}", dead_letter_window_s=1.0),
+                         kafka_bootstrap)
     await runtime.start()
     try:
         yield unique
@@ -53,8 +58,9 @@ async def test_malformed_message_goes_to_dlq_and_service_keeps_serving(
 
     dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 2)
     echoed = await collect(kafka_bootstrap, ECHO_OUT.name, lambda r: r.key == key, 2)
+    # one event for both: same source, same error class, same window
     events = await collect(kafka_bootstrap, "safety.events",
-                           lambda r: b'"dead_letter"' in r.value and key in r.value, 2)
+                           lambda r: b'"dead_letter"' in r.value and key in r.value, 1)
 
     assert [r.value for r in dlq] == [bad, b"\x00not json at all"]
     first = dlq[0]
@@ -69,6 +75,8 @@ async def test_malformed_message_goes_to_dlq_and_service_keeps_serving(
     event = SafetyEvent.decode(events[0].value)
     assert event.references.topic == "vehicle.state"
     assert event.references.offset == int(header(first, "dlq-source-offset") or -1)
+    assert event.details["count"] == 2
+    assert event.details["last"]["offset"] == int(header(dlq[1], "dlq-source-offset") or -1)
 
 
 async def test_a_binary_header_reaches_handlers_byte_for_byte(kafka_bootstrap: str,
@@ -172,3 +180,62 @@ async def test_killed_consumer_restarts_without_losing_committed_work(
         proc.wait(timeout=30)
     assert after == set(range(n))  # every input has its output: nothing lost
     assert before <= after
+
+
+async def test_a_record_whose_dead_letter_is_too_large_is_truncated_and_passed(
+        kafka_bootstrap: str, unique: str) -> None:
+    """Poison is not an outage: the DLQ copy of a record just under the service's message
+    limit is over it (the error headers are added), the producer refuses it, and the service
+    must still serve what follows, with the poison record's offset committed."""
+    limit = 1 << 20
+    key = f"poison-{unique}".encode()
+    # 64 bytes under the limit as it is; its dead letter (error headers added) is over it
+    room = limit - 64 - record_size(key, b"", {"origin": "test"})
+    poison = (bytes(range(256)) * (room // 256 + 1))[:room]
+    assert record_size(key, poison, {"origin": "test"}) <= limit - 60
+    settings = Settings(group_prefix=f"p{unique}", max_message_bytes=limit,
+                        dead_letter_window_s=1.0)
+    runtime = build_echo(settings, kafka_bootstrap)
+    await runtime.start()
+    try:
+        assert await runtime.wait_assigned(60)
+        await produce(kafka_bootstrap, "vehicle.state", [
+            (key, state(unique, 1), []), (key, poison, [("origin", b"test")]),
+            (key, state(unique, 2), [])])
+        echoed = await collect(kafka_bootstrap, ECHO_OUT.name, lambda r: r.key == key, 2,
+                               timeout_s=60)
+        dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 1)
+        events = await collect(kafka_bootstrap, "safety.events",
+                               lambda r: b'"dead_letter"' in r.value and key in r.value, 1)
+        offset = int(header(dlq[0], "dlq-source-offset") or -1)
+        committed = await committed_offset(kafka_bootstrap, runtime.topic_group(VEHICLE_STATE),
+                                           "vehicle.state",
+                                           int(header(dlq[0], "dlq-source-partition") or -1))
+    finally:
+        await runtime.stop()
+    # the records after the poison one were served, in order
+    assert [VehicleState.decode(r.value).stamp_ns for r in echoed] == [1, 2]
+    [copy] = dlq
+    assert header(copy, "dlq-truncated") == "true"
+    assert header(copy, "dlq-original-bytes") == str(len(poison))
+    assert (header(copy, "dlq-produce-error") or "").startswith("MessageSizeTooLargeError")
+    assert header(copy, "dlq-error-class") == "MessageError"
+    assert header(copy, "origin") == "test"
+    assert poison.startswith(copy.value)
+    assert len(copy.value) < len(poison)
+    event = SafetyEvent.decode(events[0].value)
+    assert (event.details["count"], event.details["truncated"]) == (1, 1)
+    assert committed is not None
+    assert committed > offset  # its offset moved on
+
+
+async def committed_offset(bootstrap: str, group: str, topic: str, partition: int) -> int | None:
+    """The group's committed offset of one partition, asked without joining the group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        result: int | None = await consumer.committed(TopicPartition(topic, partition))
+        return result
+    finally:
+        await consumer.stop()

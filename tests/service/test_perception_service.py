@@ -91,6 +91,7 @@ async def test_corrupt_frame_goes_to_dlq_and_next_is_served(service: Any) -> Non
         await br.publish(value[:400], topic="camera.frames", key=b"ego/front", headers=headers)
         value, headers = frame(2)
         await br.publish(value, topic="camera.frames", key=b"ego/front", headers=headers)
+        await service.runtime.dead_letters.flush()  # dead-letter events are aggregated
 
     assert out == [2]
     assert len(dlq) == 1
