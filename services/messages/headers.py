@@ -74,6 +74,12 @@ TOPIC_HEADERS: Final[dict[str, dict[str, Any]]] = {
     "dlq-error-message": text("The error message.", max_length=TEXT_MAX_CHARS),
     "dlq-service": text("Service that rejected it.", min_length=1),
     "dlq-stamp-ns": decimal("When it was dead-lettered [ns since the Unix epoch]."),
+    "dlq-truncated": {"type": "string", "const": "true",
+                      "description": "Present on a copy cut to fit: the broker refused the whole "
+                                     "message (only on such copies)."},
+    "dlq-original-bytes": decimal("Size of the original value [bytes] (only on a cut copy)."),
+    "dlq-produce-error": text("Why the whole copy was refused, `class: message` (only on a cut "
+                              "copy).", max_length=TEXT_MAX_CHARS),
 }
 
 
@@ -117,7 +123,10 @@ def header_schema(spec: TopicSpec) -> dict[str, Any]:
         intro = ("Kafka headers of a camera frame: UTF-8 strings, numbers in decimal, the "
                  "calibration as JSON. The value is the encoded image.")
     elif spec.dead_letter:
-        own = {h: TOPIC_HEADERS[h] for h in spec.headers}
+        # imported here: the registry imports this module's neighbours first (a cycle)
+        from services.messages.registry import DLQ_TRUNCATION_HEADERS
+
+        own = {h: TOPIC_HEADERS[h] for h in (*spec.headers, *DLQ_TRUNCATION_HEADERS)}
         required = list(spec.headers)
         intro = ("Headers of a dead-lettered message: the original message's headers, unchanged, "
                  "plus these error headers. The value is the original bytes.")

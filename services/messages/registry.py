@@ -33,6 +33,11 @@ DLQ_HEADERS: Final = (
     "dlq-stamp-ns",
 )
 
+#: Headers of a dead letter whose full copy the broker refused (too large, invalid), added to
+#: DLQ_HEADERS on the truncated copy sent instead: that it was cut, the original value's size
+#: [bytes] and why the full copy was refused.
+DLQ_TRUNCATION_HEADERS: Final = ("dlq-truncated", "dlq-original-bytes", "dlq-produce-error")
+
 #: Signature headers of `vehicle.control` (HMAC-SHA256 over key id, epoch, counter and value;
 #: services/control/signing.py defines the layout).
 CONTROL_SIGNATURE_HEADERS: Final = ("sig-key-id", "sig-epoch", "sig-counter", "sig-mac")

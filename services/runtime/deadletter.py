@@ -25,7 +25,7 @@ from typing import Final
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from prometheus_client import Counter
 
-from services.messages import DLQ_HEADERS, Payload, TopicSpec
+from services.messages import DLQ_HEADERS, DLQ_TRUNCATION_HEADERS, Payload, TopicSpec
 from services.runtime.deadletter_events import (
     DEAD_LETTER,
     MAX_ERROR_CHARS,
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: Headers of a truncated dead letter, besides the DLQ error headers: that it was cut, the
 #: original value's size [bytes], and why the full copy was refused (error class: message).
-TRUNCATION_HEADERS: Final = ("dlq-truncated", "dlq-original-bytes", "dlq-produce-error")
+TRUNCATION_HEADERS: Final = DLQ_TRUNCATION_HEADERS
 #: Room left for the headers the client library and tracing add to every publish [bytes].
 PUBLISH_OVERHEAD_BYTES = 4096
 #: The value bound of the last-chance copy, which also leaves out the original headers

@@ -99,9 +99,12 @@ def test_every_service_is_a_deployment_with_healthz_probes(resources: list[dict[
         assert container["command"] == ["roadstream", "serve", name]
         assert callable(parser.parse_args(container["command"][1:]).func)
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        # Liveness asks only whether the service's loop answers (/livez): a broker outage
+        # makes a pod unready (/healthz), never restarts it.
+        for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/livez"),
+                            ("readinessProbe", "/healthz")):
             get = container[probe]["httpGet"]
-            assert get["path"] == "/healthz", (name, probe)
+            assert get["path"] == path, (name, probe)
             assert ports.get(get["port"], get["port"]) == port, (name, probe)
         refs = [e.get("configMapRef", e.get("secretRef", {})).get("name")
                 for e in container["envFrom"]]
