@@ -236,7 +236,7 @@ def test_startup_without_inputs_is_a_stop() -> None:
 
 def test_the_perception_timeout_follows_a_slower_camera() -> None:
     def timeout_ms(**options: float) -> float:
-        config = stack_config(PlanningSettings(**options), ControlSettings())
+        config = stack_config(PlanningSettings.model_validate(options), ControlSettings())
         return config.gate.perception_timeout_ns / 1e6
 
     assert timeout_ms() == pytest.approx(200.0)  # 4 periods of the registry's 20 Hz
