@@ -103,16 +103,23 @@ class PlanningStack(Generic[Tag]):
         (wall clock); ``now_ns`` is the wall clock, unused on the source clock."""
         result: StepResult[Tag] = StepResult()
         if isinstance(inp, VehicleInput):
-            self._on_state(inp, result)
+            self._on_state(inp, now_ns, result)
         elif isinstance(inp, CameraObjects):
             self._on_objects(inp, now_ns, result)
         else:
             self._tick(now_ns, result)
         return result
 
-    def _on_state(self, state: VehicleInput, out: StepResult[Tag]) -> None:
+    def _seen(self, stamp_ns: int, now_ns: int) -> None:
+        """Move the newest input stamp on; on the wall clock never past what the gate accepts
+        as present (a stamp years ahead must not keep a silent vehicle from expiring)."""
+        if self.config.clock == "wall":
+            stamp_ns = min(stamp_ns, now_ns + self.config.gate.future_tolerance_ns)
+        self.last_input_ns = max(self.last_input_ns, stamp_ns)
+
+    def _on_state(self, state: VehicleInput, now_ns: int, out: StepResult[Tag]) -> None:
         self.latest_state = state
-        self.last_input_ns = max(self.last_input_ns, state.stamp_ns)
+        self._seen(state.stamp_ns, now_ns)
         self.states[state.stamp_ns] = state
         while len(self.states) > self.config.max_states:
             self.states.popitem(last=False)
@@ -124,7 +131,7 @@ class PlanningStack(Generic[Tag]):
     def _on_objects(self, frame: CameraObjects[Tag], now_ns: int, out: StepResult[Tag]) -> None:
         self.objects.setdefault(frame.camera_id, deque(maxlen=self.config.results_per_camera)
                                 ).append(frame)
-        self.last_input_ns = max(self.last_input_ns, frame.stamp_ns)
+        self._seen(frame.stamp_ns, now_ns)
         if frame.camera_id != self.config.primary_camera:
             return
         if self.config.clock == "source":

@@ -137,3 +137,14 @@ def test_the_same_inputs_give_the_same_commands(planner: Planner) -> None:
     first = drive()
     assert len(first) == 10
     assert drive() == first
+
+
+def test_a_stamp_years_ahead_does_not_keep_a_vehicle_alive(planner: Planner) -> None:
+    config = StackConfig(clock="wall")
+    stack: PlanningStack[str] = PlanningStack(planner, config)
+    now = T0
+    future = VehicleInput(stamp_ns=now + 10 * 365 * 86_400 * 10**9, x_m=0.0, y_m=0.0,
+                          yaw_rad=0.0, ego=EgoState(speed_mps=10.0))
+    stack.step(now, future)
+    # the newest input counts as at most the gate's tolerance ahead of the clock
+    assert stack.last_input_ns == now + config.gate.future_tolerance_ns
