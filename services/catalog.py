@@ -12,7 +12,7 @@ in a process of its own. Everything that starts a service goes through this tabl
 A builder is called ``builder(settings, bootstrap, **kwargs)``; it takes its options model as
 ``options=`` and the runtime's keywords (``start_from``, ``run_id``...) as the rest. It
 returns a `BuiltService`, or the bare `ServiceRuntime` for a service that reports nothing
-beyond its metrics (monitor, audit, recorder).
+beyond its metrics (monitor, recorder).
 """
 
 from __future__ import annotations

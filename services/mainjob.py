@@ -37,6 +37,7 @@ from services.perception.settings import PerceptionSettings, usable_cores
 from services.planning.settings import PlanningSettings
 from services.recording.mcap_io import RecordingWriter, read_recording
 from services.recording.recorder import Recorder
+from services.runtime.event_signing import with_run_events_key
 from services.runtime.process import ServiceProcess
 from services.runtime.service import BuiltService
 from services.settings import Settings
@@ -142,6 +143,7 @@ async def run_library(settings: Settings, options: RunOptions) -> RunSummary:
     segment.
     """
     options = with_run_key(options)
+    settings = with_run_events_key(settings)  # one events key for every segment of the run
     scenarios = list(options.scenarios)
     out_dir = options.out_dir
     size = len(scenarios) or 1
@@ -223,6 +225,7 @@ async def run_main_job(settings: Settings, bootstrap: str, options: RunOptions) 
     """Run every scenario in closed loop through Kafka at `bootstrap` (one segment, whatever
     ``options.segment_scenarios`` says); return the summary."""
     options = with_run_key(options)
+    settings = with_run_events_key(settings)
     recording = options.out_dir / "recording.mcap" if options.record else None
     drive = await drive_scenarios(settings, bootstrap, options, scenarios=list(options.scenarios),
                                   first_index=0, recording=recording)
@@ -312,7 +315,9 @@ async def drive_scenarios(settings: Settings, bootstrap: str, options: RunOption
     # One torch thread for the planner and one for the detector (each in its process) leave the
     # second core to the renderer and Kafka, and keep OpenMP threads from spinning against each
     # other (seconds per frame).
-    run_settings = settings.model_copy(update={
+    # Every service, in this process or its own, signs its safety events with the run's
+    # events key (settings travel to the service processes), and the audit verifies them.
+    run_settings = with_run_events_key(settings).model_copy(update={
         "group_prefix": f"{settings.group_prefix}.{run_id}",
         "torch_threads": settings.torch_threads or 1})
     torch.set_num_threads(run_settings.torch_threads)

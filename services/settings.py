@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from services.control.signing import parse_keyring
+
 ENV_PREFIX = "ROADSTREAM_"
 
 
@@ -100,6 +102,16 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=3600,
         description="Dead-letter safety events are aggregated: one per source topic, error "
                     "class and window of this length, with a count [s].")
+    # --- signed safety events (docs/audit.md, "Signed events")
+    events_keys: SecretStr | None = Field(
+        default=None,
+        description="JSON keyring {key_id: key} of safety.events, each key the standard base64 "
+                    "of at least 32 random bytes: every service signs the events it publishes "
+                    "with events_key_id, and the audit service accepts only events signed with "
+                    "a key of it. None: events go out unsigned and the audit verifies none.")
+    events_key_id: str | None = Field(
+        default=None, description="Id of the key services sign events with; default: the only "
+                                  "key of events_keys.")
     # --- tracing (W3C trace context always travels in the headers; export is optional)
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP collector base URL (e.g. http://localhost:4318); "
@@ -133,6 +145,13 @@ class Settings(BaseSettings):
                 raise ValueError("not an http(s) URL such as http://localhost:4318")
         return value
 
+    @field_validator("events_keys")
+    @classmethod
+    def _check_events_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_keyring(value.get_secret_value())
+        return value
+
     @field_validator("otlp_headers")
     @classmethod
     def _check_otlp_headers(cls, value: SecretStr | None) -> SecretStr | None:
@@ -157,6 +176,10 @@ class Settings(BaseSettings):
             )
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together (mutual TLS)")
+        if self.events_key_id is not None and self.events_keys is None:
+            raise ValueError("ROADSTREAM_EVENTS_KEY_ID needs ROADSTREAM_EVENTS_KEYS, the keyring "
+                             "it names a key of")
+        self.events_keyring()  # the signing key must be in the keyring
         min_isr = self.topic_min_insync_replicas
         if min_isr is not None and min_isr > self.topic_replication:
             raise ValueError(f"topic_min_insync_replicas={min_isr} exceeds topic_replication="
@@ -172,6 +195,25 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when roadstream must start its own broker."""
         return not self.servers
+
+    def events_keyring(self) -> tuple[dict[str, bytes], str] | None:
+        """(keyring, signing key id) of safety.events, or None when no events key is set.
+
+        ValueError when the keyring is not valid or the key id not in it.
+        """
+        if self.events_keys is None:
+            return None
+        ring = parse_keyring(self.events_keys.get_secret_value())
+        key_id = self.events_key_id
+        if key_id is None:
+            if len(ring) != 1:
+                raise ValueError("ROADSTREAM_EVENTS_KEY_ID must name the signing key of an "
+                                 "events keyring with several keys")
+            key_id = next(iter(ring))
+        if key_id not in ring:
+            raise ValueError(f"ROADSTREAM_EVENTS_KEY_ID {key_id!r} is not in the events keyring "
+                             f"({', '.join(sorted(ring))})")
+        return ring, key_id
 
     @property
     def otlp_header_map(self) -> dict[str, str]:
@@ -196,7 +238,7 @@ class Settings(BaseSettings):
 
 _CONFIG_FILE: Path | None = None
 #: Never echoed in an error: they may hold credentials.
-_SECRET_FIELDS = frozenset({"sasl_password", "otlp_headers"})
+_SECRET_FIELDS = frozenset({"sasl_password", "otlp_headers", "events_keys"})
 
 
 def parse_otlp_headers(text: str) -> dict[str, str]:

@@ -12,6 +12,13 @@ into a no-op. A database that cannot be reached is not the event's fault: the re
 not committed (nor dead-lettered) and comes back after `retry_backoff_s`. An event that
 is not a valid SafetyEvent goes to `safety.events.dlq` like any bad input.
 
+Signed events: with an events keyring (`ROADSTREAM_EVENTS_KEYS`), only events signed with a
+key of it, whose (epoch, counter) its source has not used before, enter the trail
+(services/runtime/event_signing.py). Unsigned, forged and replayed events are refused: not
+stored, counted in `roadstream_audit_events_rejected_total{reason}` and the stop counts, and
+logged once per window (services/audit/rejections.py). Their offsets are committed: a forgery
+is not worth a retry. Without a keyring every valid event is stored, as before signing.
+
 Tamper evidence: rows are MAC'd with the audit key, and the head is anchored to the anchor
 file every `anchor_every_rows` rows, every `anchor_every_s` seconds while it moves, and at
 stop (services/audit/chain.py, anchor.py, trail.py; docs/audit.md).
@@ -27,13 +34,16 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from services.audit.rejections import Rejections
 from services.audit.settings import AuditSettings, load_audit_settings
 from services.audit.store import AuditStore, AuditStoreError, Outcome, UnkeyedTrailError
 from services.audit.trail import open_trail
+from services.control.signing import CommandRejected
 from services.messages import SAFETY_EVENTS, EventRefs, SafetyEvent, Severity
 from services.runtime.delivery import Record
+from services.runtime.event_signing import EventVerifier
 from services.runtime.events import safety_event
-from services.runtime.service import ServiceRuntime
+from services.runtime.service import BuiltService, ServiceRuntime
 from services.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -65,15 +75,34 @@ class AuditService(ServiceRuntime):
         self.store_failures = Counter("roadstream_audit_store_failures_total",
                                       "Writes that failed on an unavailable database",
                                       registry=self.registry)
+        self.rejected = Counter("roadstream_audit_events_rejected_total",
+                                "Safety events refused (not stored): unsigned, forged or "
+                                "replayed, by reason", ["reason"], registry=self.registry)
+        self.verifier = EventVerifier.of(settings)
+        self.rejections = Rejections()
+        self.outcomes: dict[str, int] = {}
+        if self.verifier is None:
+            log.warning("audit: no events keyring (ROADSTREAM_EVENTS_KEYS): event signatures "
+                        "are not checked, every valid event is stored")
 
-    async def record(self, record: Record) -> Outcome:
-        """Validate one `safety.events` record and append it; return what the store did.
+    async def record(self, record: Record) -> Outcome | None:
+        """Validate one `safety.events` record, verify its signature, and append it; return
+        what the store did, or None when the event was refused (unsigned, forged, replayed).
 
         Raises MessageError/ValueError for a bad event (dead-lettered by the frame) and
         AuditStoreUnavailableError when the database cannot take it now (redelivered).
         """
         where = f"{record.topic}[{record.partition}]@{record.offset}"
         event = SafetyEvent.decode(record.value, source=where)
+        if self.verifier is not None:
+            try:
+                self.verifier.check(record.headers, record.value, source=event.source,
+                                    event_id=str(event.event_id))
+            except CommandRejected as exc:
+                self.rejected.labels(exc.reason.value).inc()
+                self.rejections.add(exc.reason.value, f"{where} (source {event.source!r}, "
+                                    f"type {event.type!r}): {exc}")
+                return None
         document = json.loads(record.value)  # valid JSON: decode accepted it
         try:
             outcome = await asyncio.to_thread(self.store.append, event, document)
@@ -85,6 +114,7 @@ class AuditService(ServiceRuntime):
             await asyncio.sleep(self.options.retry_backoff_s)
             raise AuditStoreUnavailableError(str(exc)) from exc
         self.rows.labels(outcome.value).inc()
+        self.outcomes[outcome.value] = self.outcomes.get(outcome.value, 0) + 1
         if outcome is Outcome.CONFLICT:
             await self._report_conflict(event, record)
         return outcome
@@ -111,16 +141,22 @@ class AuditService(ServiceRuntime):
                 await asyncio.wait_for(stop.wait(), timeout=self.options.anchor_every_s)
             if stop.is_set():
                 return
+            self.rejections.flush()  # the refusals counted since the last line, if any
             try:
                 await asyncio.to_thread(self.store.anchor)
             except AuditStoreError as exc:
                 log.error("audit: periodic anchor skipped: %s", exc)
+
+    def counts(self) -> dict[str, Any]:
+        """Events stored by outcome, and refused by reason (the service's stop counts)."""
+        return {"events": dict(self.outcomes), "rejected": dict(self.rejections.totals)}
 
     async def stop(self) -> None:
         """Stop consuming (in-flight writes finish), then anchor the head and close the database."""
         try:
             await super().stop()
         finally:
+            self.rejections.flush(everything=True)
             await asyncio.to_thread(self.store.close)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -129,16 +165,19 @@ class AuditService(ServiceRuntime):
         try:
             await super().run(stop)
         finally:
+            self.rejections.flush(everything=True)
             await asyncio.to_thread(self.store.close)
 
 
 def build(settings: Settings, bootstrap: str, *, options: AuditSettings | None = None,
-          **frame_kwargs: Any) -> AuditService:
-    """The audit service on a frame, its store opened (schema created when missing).
+          **frame_kwargs: Any) -> BuiltService[AuditService]:
+    """The audit service on a frame, its store opened (schema created when missing); its
+    counts are the events stored and refused.
 
-    `options` defaults to `ROADSTREAM_AUDIT_*`. Raises SettingsError for a bad URL, a
-    missing or wrong key or no anchor file, and AuditStartupError (a SettingsError) when the
-    database cannot be opened or holds an unkeyed (schema v1) trail.
+    `options` defaults to `ROADSTREAM_AUDIT_*`; the events keyring comes from `settings`.
+    Raises SettingsError for a bad URL, a missing or wrong key or no anchor file, and
+    AuditStartupError (a SettingsError) when the database cannot be opened or holds an
+    unkeyed (schema v1) trail.
     """
     options = options or load_audit_settings()
     try:
@@ -157,4 +196,4 @@ def build(settings: Settings, bootstrap: str, *, options: AuditSettings | None =
     async def on_event(record: Record) -> None:
         await service.record(record)
 
-    return service
+    return BuiltService(service, service, counts=service.counts)

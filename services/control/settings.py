@@ -15,8 +15,6 @@ one line (:meth:`ControlSettings.keyring` raises SettingsError).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import secrets
@@ -26,53 +24,20 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.control.client import VerifierPolicy
-from services.control.signing import Signer, check_key_id
+
+# the keyring format is shared with the events keyring: defined once, in signing
+from services.control.signing import MIN_KEY_BYTES, Signer, keyring_json, parse_keyring
 from services.settings import SettingsError, invalid_setting_line
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX: Final = "ROADSTREAM_CONTROL_"
-#: Shortest key accepted [bytes]: HMAC-SHA256's own output size.
-MIN_KEY_BYTES: Final = 32
 #: The development key: published here and in the docs, so it protects nothing.
 DEV_KEY_ID: Final = "dev"
 DEV_KEY: Final = b"roadstream-dev-key-not-a-secret!"
 NO_KEY_LINE: Final = (
     "no control signing key: set ROADSTREAM_CONTROL_KEYS to a JSON keyring {key_id: base64 key} "
     "(docs/vehicle-client.md), or ROADSTREAM_CONTROL_DEV_KEY=1 on a development machine")
-
-
-def parse_keyring(text: str) -> dict[str, bytes]:
-    """The keyring from its JSON text {key_id: base64 key}; ValueError names the bad entry.
-
-    The error never shows a key, only its id.
-    """
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
-    if not isinstance(data, dict) or not data:
-        raise ValueError("must be a non-empty JSON object {key_id: base64 key}")
-    keyring: dict[str, bytes] = {}
-    for key_id, encoded in data.items():
-        check_key_id(key_id)
-        if not isinstance(encoded, str):
-            raise ValueError(f"key {key_id!r} must be a base64 string")
-        try:
-            key = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError(f"key {key_id!r} is not standard base64 (A-Z a-z 0-9 + /, "
-                             "padded with =)") from None
-        if len(key) < MIN_KEY_BYTES:
-            raise ValueError(f"key {key_id!r} has {len(key)} bytes; at least {MIN_KEY_BYTES} "
-                             "random bytes are needed")
-        keyring[key_id] = key
-    return keyring
-
-
-def keyring_json(keyring: dict[str, bytes]) -> str:
-    """The JSON text of a keyring, as ROADSTREAM_CONTROL_KEYS takes it."""
-    return json.dumps({k: base64.b64encode(v).decode() for k, v in keyring.items()})
 
 
 class ControlSettings(BaseSettings):

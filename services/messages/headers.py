@@ -59,14 +59,17 @@ JSON_HEADERS: Final[dict[str, dict[str, Any]]] = {
 
 #: Topic-specific headers that are not frame metadata (see the registry's `headers`).
 TOPIC_HEADERS: Final[dict[str, dict[str, Any]]] = {
-    # The signature of vehicle.control; services/control/signing.py defines its layout.
+    # The signature of vehicle.control and safety.events; services/control/signing.py defines
+    # its layout, each stream with a MAC domain of its own.
     "sig-key-id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$",
-                   "description": "Id of the key that signed the command (keys rotate)."},
-    "sig-epoch": decimal("The signing gate's start; grows with every gate start."),
-    "sig-counter": decimal("Command counter per vehicle and epoch: 1, 2, 3, ..."),
+                   "description": "Id of the key that signed the message (keys rotate)."},
+    "sig-epoch": decimal("The signer's start (the command gate's, the event source's service's); "
+                         "grows with every start."),
+    "sig-counter": decimal("Counter per epoch and stream (vehicle.control: per vehicle; "
+                           "safety.events: per event source): 1, 2, 3, ..."),
     "sig-mac": {"type": "string", "pattern": "^[0-9a-f]{64}$",
-                "description": "HMAC-SHA256 of key id, epoch, counter and value, lowercase hex "
-                               "(docs/vehicle-client.md)."},
+                "description": "HMAC-SHA256 of the stream's domain, key id, epoch, counter and "
+                               "value, lowercase hex (docs/vehicle-client.md, docs/audit.md)."},
     "dlq-source-topic": text("Topic the rejected message was read from.", min_length=1),
     "dlq-source-partition": decimal("Its partition."),
     "dlq-source-offset": decimal("Its offset."),
@@ -133,6 +136,7 @@ def header_schema(spec: TopicSpec) -> dict[str, Any]:
     else:
         own = {**JSON_HEADERS, **{h: _topic_header(spec, h) for h in spec.headers}}
         required = list(own)
+        own |= {h: _topic_header(spec, h) for h in spec.optional_headers}
         intro = f"Kafka headers of `{spec.name}` (UTF-8 strings). The value is JSON."
     properties = {**own, **{k: v for k, v in COMMON_HEADERS.items() if k not in own}}
     schema: dict[str, Any] = {

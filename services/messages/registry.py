@@ -39,7 +39,8 @@ DLQ_HEADERS: Final = (
 DLQ_TRUNCATION_HEADERS: Final = ("dlq-truncated", "dlq-original-bytes", "dlq-produce-error")
 
 #: Signature headers of `vehicle.control` (HMAC-SHA256 over key id, epoch, counter and value;
-#: services/control/signing.py defines the layout).
+#: services/control/signing.py defines the layout). `safety.events` carries the same four,
+#: under a MAC domain of its own (services/runtime/event_signing.py).
 CONTROL_SIGNATURE_HEADERS: Final = ("sig-key-id", "sig-epoch", "sig-counter", "sig-mac")
 
 
@@ -50,8 +51,9 @@ class TopicSpec:
     `value` is the pydantic payload of JSON topics, or None when the value is raw bytes
     (camera frames: the image; DLQ topics: the original bytes). `rate_hz` is the expected
     steady rate per key; None means event-driven (no liveness expectation). `headers` names
-    the topic's own headers; each has its value schema in services/messages/headers.py, which
-    `roadstream docs` publishes.
+    the topic's own headers, always written; `optional_headers` those a producer may leave out.
+    Each has its value schema in services/messages/headers.py, which `roadstream docs`
+    publishes.
     """
 
     name: str
@@ -63,6 +65,7 @@ class TopicSpec:
     producers: tuple[str, ...]
     consumers: tuple[str, ...]
     headers: tuple[str, ...] = ()
+    optional_headers: tuple[str, ...] = ()
     header_model: type[FrameMeta] | None = None
     content_types: tuple[str, ...] = ("application/json",)
     dead_letter: bool = field(default=False)
@@ -151,6 +154,9 @@ SAFETY_EVENTS = TopicSpec(
     description="Typed safety and monitoring events from every service.",
     producers=("every service",),
     consumers=("audit", "monitoring consumers"),
+    # signed when the producer holds an events key (`roadstream run` always does); an audit
+    # with an events keyring refuses the events without them
+    optional_headers=CONTROL_SIGNATURE_HEADERS,
 )
 
 #: The primary topics, in data-path order.

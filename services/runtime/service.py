@@ -38,6 +38,7 @@ from services.broker.producers import ProbingKafkaBroker
 from services.messages import SAFETY_EVENTS, Payload, TopicSpec
 from services.runtime.deadletter import DeadLetters
 from services.runtime.delivery import Record
+from services.runtime.event_signing import event_signer
 from services.runtime.health import HealthWatch
 from services.runtime.http import OpsServer
 from services.runtime.lifecycle import Lifecycle, Part
@@ -77,6 +78,12 @@ class ServiceRuntime:
         self.start_from = start_from
         self.registry = registry or CollectorRegistry()
         self.metrics = ServiceMetrics(self.registry, name)
+        # Safety events are signed when an events key is configured (event_signing.py); the
+        # epoch is this start.
+        self.event_signer = event_signer(settings)
+        if self.event_signer is None:
+            log.warning("%s: no events key (ROADSTREAM_EVENTS_KEYS): safety events go out "
+                        "unsigned, and an audit trail that verifies them will refuse them", name)
         # Every consume and publish is a span; published messages carry `traceparent`.
         self.tracing = Tracing(name, settings)
         # Idempotent where the cluster grants it (Apache Kafka), not on the embedded broker.
@@ -253,9 +260,20 @@ class ServiceRuntime:
                                   headers=headers)
 
     async def emit(self, event: Payload) -> None:
-        """Publish a safety event."""
+        """Publish a safety event, signed with the events key when one is configured.
+
+        Its counter is per event source (``event.source``) within this start's epoch.
+        """
         vehicle = getattr(event, "vehicle_id", "") or ""
-        await self.publish(SAFETY_EVENTS, event, key=vehicle or None)
+        if self.event_signer is None:
+            await self.publish(SAFETY_EVENTS, event, key=vehicle or None)
+            return
+        body = event.encode()
+        source = str(getattr(event, "source", "") or self.name)
+        signed = self.event_signer.sign_value(source, body)
+        # the exact bytes that were signed, with the content type a payload gets
+        await self.publish(SAFETY_EVENTS, body, key=vehicle or None,
+                           headers={"content-type": "application/json", **signed.headers})
 
     def background(self, loop: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run `loop(stop_event)` while the service runs (e.g. a producer's main loop).

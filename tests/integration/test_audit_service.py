@@ -62,7 +62,7 @@ async def audit_url(kafka_bootstrap: str, unique: str, tmp_path: Path) -> AsyncI
     """An in-process audit service writing to a fresh SQLite file."""
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     service = build(Settings(group_prefix=f"t{unique}"), kafka_bootstrap,
-                    options=AuditSettings(url=url))
+                    options=AuditSettings(url=url)).service
     await service.start()
     try:
         yield url
@@ -120,7 +120,8 @@ async def test_unavailable_database_delays_the_event_but_never_drops_it(
         kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     service = build(Settings(group_prefix=f"t{unique}"), kafka_bootstrap,
-                    options=AuditSettings(url=url, busy_timeout_s=0.2, retry_backoff_s=0.2))
+                    options=AuditSettings(url=url, busy_timeout_s=0.2, retry_backoff_s=0.2)
+                    ).service
     vehicle = f"locked-{unique}"
     [ev] = events(vehicle, 1)
     blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
