@@ -29,6 +29,8 @@ from common.classes import CLASS_IDS, CLASS_NAMES
 from perception.architectures import ARCHS, DetectorSpec, build_from_spec
 from perception.classes import ModelLoadError, load_class_map
 from perception.detector import Detector
+from perception.packages import is_package, load_package
+from perception.runtimes import serving_model
 from perception.tracking import TrackerConfig
 
 CHECKPOINT_FORMAT = "roadstream.detector"
@@ -210,8 +212,13 @@ def load_detector(
     score_thresh: float | None = None,
     num_threads: int | None = None,
 ) -> Detector:
-    """Load a detector from a local file; never downloads.
+    """Load a detector from a local file or model package; never downloads.
 
+    A folder is a model package (``perception.packages``): it runs in its runtime on the CPU
+    (``device`` ``auto`` or ``cpu``) through the shared pre/post-processing, at its manifest's
+    operating score; ``builder`` and ``class_map`` do not apply to it. An FCOS checkpoint runs
+    through the same pre/post-processing with its core in torch (``perception.runtimes``), with
+    the unsplit model's results bit for bit.
     Without ``builder``, ``path`` must be our checkpoint; its class names are matched to ours
     unless ``class_map`` is given. With ``builder`` (a torchvision detection builder name such
     as ``fasterrcnn_resnet50_fpn``, or one of ``ARCHS``) ``path`` is a plain state_dict (also
@@ -225,6 +232,9 @@ def load_detector(
     checkpoint, an unknown builder, a bad class map or a state_dict that does not fit.
     """
     p = Path(path)
+    if is_package(p):
+        return _package_detector(p, builder=builder, class_map=class_map, device=device,
+                                 score_thresh=score_thresh, num_threads=num_threads)
     mapping = load_class_map(class_map) if class_map is not None else None
     data = _read(p)
     ours = isinstance(data, Mapping) and data.get("format") == CHECKPOINT_FORMAT
@@ -251,15 +261,38 @@ def load_detector(
         _apply_state_dict(p, model, state, f"builder {builder!r}")
         version = f"{builder}@{_file_digest(p)}"
         operating = None
-    if score_thresh is None:
-        score_thresh = (DEFAULT_SCORE_THRESH if operating is None
-                        else TrackerConfig.at_operating_score(operating).low_thresh)
     return Detector(
-        model,
+        serving_model(model),
         device=device,
-        score_thresh=score_thresh,
+        score_thresh=_floor(score_thresh, operating),
         operating_score=operating,
         class_map=mapping,
         num_threads=num_threads,
         model_version=version,
     )
+
+
+def _floor(score_thresh: float | None, operating: float | None) -> float:
+    """The detector floor: as given, else what the tracker needs at the operating score."""
+    if score_thresh is not None:
+        return score_thresh
+    if operating is None:
+        return DEFAULT_SCORE_THRESH
+    return TrackerConfig.at_operating_score(operating).low_thresh
+
+
+def _package_detector(path: Path, *, builder: str | None, class_map: object, device: str | torch.device,
+                      score_thresh: float | None, num_threads: int | None) -> Detector:
+    """``load_detector`` for a model package folder."""
+    if builder is not None or class_map is not None:
+        raise ModelLoadError(f"model package {path} carries its own model and classes; "
+                             "builder and class_map apply to plain weight files only")
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    if kind not in ("auto", "cpu"):
+        raise ModelLoadError(f"model package {path} runs on the CPU (ONNX Runtime); device "
+                             f"{device} was asked for")
+    model, manifest = load_package(path, num_threads=num_threads)
+    operating = manifest.operating_score
+    return Detector(model, device="cpu", score_thresh=_floor(score_thresh, operating),
+                    operating_score=operating, class_map=_map_from_names(path, manifest.class_names),
+                    num_threads=num_threads, model_version=manifest.model_version)

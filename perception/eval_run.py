@@ -1,9 +1,10 @@
 """COCO-style evaluation of a detector on the held-out split, and the score reference for drift.
 
-``evaluate_weights`` loads a checkpoint, runs it on a held-out split (a COCO directory written
-by ``perception.dataset``, or — with no directory — ``DEFAULT_HELDOUT_IMAGES`` test frames
-rendered deterministically on the spot) and returns ``map50``, ``map50_95``, ``per_class`` and
-``per_condition`` (each mAP@0.5), with pycocotools through ``perception.evaluation``.
+``evaluate_weights`` loads a checkpoint or a model package (``perception.packages``), runs it
+on a held-out split (a COCO directory written by ``perception.dataset``, or — with no
+directory — ``DEFAULT_HELDOUT_IMAGES`` test frames rendered deterministically on the spot)
+and returns ``map50``, ``map50_95``, ``per_class`` and ``per_condition`` (each mAP@0.5),
+with pycocotools through ``perception.evaluation``.
 Detections mostly (IoA ≥ 0.5) inside an ignore region (``iscrowd`` annotation: a barely
 visible or tiny object) are discarded before scoring, as COCO does for crowd regions.
 """
@@ -22,10 +23,13 @@ from torch import nn
 from common.device import resolve_device
 from perception.architectures import build_from_spec
 from perception.checkpoint import DEFAULT_SCORE_THRESH, load_checkpoint
+from perception.classes import ModelLoadError
 from perception.data_memory import MemoryDataset, load_split
 from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
 from perception.detections import Detections
 from perception.evaluation import GroundTruth, evaluate_detections
+from perception.packages import is_package, load_package
+from perception.runtimes import serving_model
 from perception.tracking import ioa_matrix
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "fcos_dense_sim.pt"
@@ -121,15 +125,33 @@ def score_reference(preds: list[Detections], thresh: float = DEFAULT_SCORE_THRES
     }
 
 
-def load_model(weights: str | Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """Our checkpoint as a raw model (its own low score floor, for mAP) + its recipe/metadata."""
+def load_model(weights: str | Path, device: torch.device, *, num_threads: int | None = None,
+               ) -> tuple[nn.Module, dict[str, Any]]:
+    """A checkpoint or a model package as a raw model (its own low score floor, for mAP) + info.
+
+    A checkpoint (a file) runs in torch on ``device``, an FCOS one through the runtimes' shared
+    pre/post-processing (``perception.runtimes.serving_model``, the same results bit for bit);
+    a package (a folder) runs in its own runtime on the CPU, ``num_threads`` intra-op threads.
+    Raises ``ModelLoadError`` for a bad file or package, or a package asked to run on CUDA.
+    """
+    if is_package(weights):
+        if device.type != "cpu":
+            raise ModelLoadError(f"model package {weights} runs on the CPU (ONNX Runtime); "
+                                 f"device {device} was asked for")
+        package, manifest = load_package(weights, num_threads=num_threads)
+        info = {"weights": str(weights), "model_version": manifest.model_version,
+                "arch": manifest.spec.arch, "image_size": list(manifest.spec.image_size),
+                "operating_point": manifest.data.get("operating_point"),
+                "format": manifest.format, "precision": manifest.precision}
+        return package, info
     ckpt = load_checkpoint(weights)
     model = build_from_spec(ckpt.spec)
     model.load_state_dict(ckpt.state_dict)
     info = {"weights": str(weights), "model_version": ckpt.model_version,
             "arch": ckpt.spec.arch, "image_size": list(ckpt.spec.image_size),
-            "operating_point": ckpt.metadata.get("operating_point")}
-    return model.to(device).eval(), info
+            "operating_point": ckpt.metadata.get("operating_point"),
+            "format": "torch", "precision": "fp32"}
+    return serving_model(model).to(device).eval(), info
 
 
 def heldout_split(
@@ -162,16 +184,24 @@ def evaluate_weights(
     workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on the held-out split; the dict also holds ``score_reference``."""
+    """Evaluate a checkpoint or a model package on the held-out split (``evaluate_on``)."""
     dev = resolve_device(device)
     model, info = load_model(weights, dev)
     h, w = info["image_size"]
     data = heldout_split(data_dir, (int(h), int(w)),
                          images=images, workers=workers, progress=progress)
-    preds = predict(model, data, device=dev)
+    label = str(data_dir) if data_dir is not None else f"rendered test split ({images})"
+    return evaluate_on(model, info, data, data_label=label, device=dev)
+
+
+def evaluate_on(model: nn.Module, info: dict[str, Any], data: MemoryDataset, *, data_label: str,
+                device: torch.device) -> dict[str, Any]:
+    """``detection_metrics`` of ``model`` on ``data`` + ``model`` (info), ``data`` and
+    ``score_reference`` at the model's operating score."""
+    preds = predict(model, data, device=device)
     result = detection_metrics(data, preds)
     result["model"] = info
-    result["data"] = str(data_dir) if data_dir is not None else f"rendered test split ({images})"
+    result["data"] = data_label
     point = info.get("operating_point")
     result["score_reference"] = score_reference(
         preds, float(point["score"]) if isinstance(point, dict) else DEFAULT_SCORE_THRESH)

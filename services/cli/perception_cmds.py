@@ -1,4 +1,4 @@
-"""`roadstream dataset`, `roadstream train` and `roadstream eval`: the detector's data and model."""
+"""`roadstream dataset`, `train`, `eval`, `calibrate` and `export`: the detector's data and model."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from services.cli.progress import progress_bar
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `dataset`, `train` and `eval`."""
+    """Register `dataset`, `train`, `eval`, `calibrate` and `export`."""
     p = sub.add_parser(
         "dataset", help="render labelled detection data (COCO JSON + JPEG)",
         description="Render frames of the scenario library under random seeds, conditions, actor "
@@ -43,11 +43,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "eval", help="COCO-style evaluation of detector weights on the held-out split",
+        "eval", help="COCO-style evaluation of a detector checkpoint or model package on the held-out split",
         description="mAP@0.5, mAP@[.5:.95], AP@0.5 per class and mAP@0.5 per condition on the "
-                    "held-out split (DIR/test.json, or test frames rendered on the spot).")
-    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
-                   help="detector checkpoint (default: the shipped weights)")
+                    "held-out split (DIR/test.json, or test frames rendered on the spot). A model "
+                    "package (a folder written by `roadstream export`) is scored on the same split "
+                    "as a checkpoint.")
+    p.add_argument("--model", "--weights", dest="weights", type=Path, default=None, metavar="PATH",
+                   help="detector checkpoint (.pt) or model package folder (default: the shipped "
+                        "weights)")
     p.add_argument("--data", type=Path, default=None, metavar="DIR",
                    help="dataset directory with test.json (default: render the held-out split)")
     p.add_argument("--images", type=int, default=None, metavar="N",
@@ -81,6 +84,33 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--dry-run", action="store_true", help="print the point, do not write it")
     p.add_argument("--json", action="store_true", help="print the point as JSON")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "export", help="export a checkpoint as a model package (ONNX, fp32 or int8)",
+        description="Write a self-contained model package: DIR/model.onnx (the convolutional core; "
+                    "resize/normalise and FCOS decode + NMS run in the shared torch code) and "
+                    "DIR/manifest.json (version, source sha256, format, precision, input size, "
+                    "classes, calibration data, and the package's own held-out evaluation). "
+                    "--int8: post-training static quantisation (ONNX Runtime, QDQ, per-channel "
+                    "weights) calibrated on validation frames.")
+    p.add_argument("--weights", type=Path, default=None, metavar="PATH",
+                   help="detector checkpoint (default: the shipped weights)")
+    p.add_argument("--format", dest="fmt", choices=("onnx",), default="onnx", help="package format (onnx)")
+    p.add_argument("--int8", action="store_true", help="quantise to int8 (else fp32)")
+    p.add_argument("--calib-frames", type=int, default=None, metavar="N",
+                   help="with --int8: validation frames to calibrate on (64)")
+    p.add_argument("--calib-data", type=Path, default=None, metavar="DIR",
+                   help="with --int8: dataset directory with val.json (default: render validation "
+                        "frames)")
+    p.add_argument("--calib-seed", type=int, default=0, help="with --calib-data: frame draw seed (0)")
+    p.add_argument("--data", type=Path, default=None, metavar="DIR",
+                   help="held-out split for the package's evaluation (default: render it, as eval)")
+    p.add_argument("--images", type=int, default=None, metavar="N",
+                   help="held-out frames to render when no --data (300)")
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation (manifest: null)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="new package folder")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.set_defaults(func=cmd_export)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
@@ -180,12 +210,51 @@ def cmd_eval(args: argparse.Namespace) -> int:
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.3f}"
 
-    lines = [f"weights {weights} ({result['model']['model_version']}), {result['data']}",
+    model = result["model"]
+    lines = [f"model {weights} ({model['model_version']}, {model['format']} {model['precision']}), "
+             f"{result['data']}",
              f"mAP@0.5 {fmt(result['map50'])}   mAP@[.5:.95] {fmt(result['map50_95'])}",
              "per class:     " + "  ".join(f"{k} {fmt(v)}" for k, v in result["per_class"].items()),
              "per condition: " + "  ".join(f"{k} {fmt(v)}"
                                            for k, v in result["per_condition"].items())]
     emit(result, as_json=args.json, text="\n".join(lines))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a package and print its manifest's essentials."""
+    from perception.classes import ModelLoadError
+    from perception.eval_run import DEFAULT_HELDOUT_IMAGES, DEFAULT_WEIGHTS
+    from perception.export import DEFAULT_CALIB_FRAMES, export_package
+
+    if not args.int8 and (args.calib_frames is not None or args.calib_data is not None):
+        raise CommandError("--calib-frames and --calib-data apply to --int8 only")
+    frames = DEFAULT_CALIB_FRAMES if args.calib_frames is None else args.calib_frames
+    if frames < 1:
+        raise CommandError(f"--calib-frames {frames}: at least 1 frame is needed")
+    weights = args.weights or DEFAULT_WEIGHTS
+    with progress_bar(f"exporting {weights.name}") as bar:
+        task = bar.add_task("export", total=None)
+        try:
+            manifest = export_package(
+                weights, args.out, fmt=args.fmt, int8=args.int8, calib_frames=frames,
+                calib_data=args.calib_data, calib_seed=args.calib_seed, eval_data=args.data,
+                eval_images=args.images or DEFAULT_HELDOUT_IMAGES, evaluate=not args.no_eval,
+                progress=lambda stage: bar.update(task, description=stage))
+        except (ModelLoadError, ValueError, FileExistsError) as exc:
+            raise CommandError(f"cannot export {weights}: {exc}") from exc
+    data = manifest.data
+    lines = [f"package {args.out}: {manifest.model_version} ({manifest.format} {manifest.precision}, "
+             f"{data['model']['bytes'] / 1e6:.1f} MB, sha256 {data['model']['sha256'][:12]})"]
+    if data["calibration"] is not None:
+        lines.append(f"calibrated on {data['calibration']['frames']} validation frames")
+    ev = data["evaluation"]
+    if ev is not None:
+        src = ev["source"]
+        lines.append(f"mAP@0.5 {ev['map50']} (checkpoint {src['map50']}) on {ev['data']}")
+        lines.append("per condition: " + "  ".join(
+            f"{k} {v} ({src['per_condition'].get(k)})" for k, v in ev["per_condition"].items()))
+    emit(data, as_json=args.json, text="\n".join(lines))
     return 0
 
 

@@ -1,0 +1,181 @@
+"""One detector interface, several runtimes: the convolutional core runs in torch or ONNX Runtime.
+
+An FCOS detector splits into three parts:
+
+1. pre-processing: the model's own ``GeneralizedRCNNTransform`` (normalise, resize to the fixed
+   input size, batch) — torch, on the host;
+2. the convolutional core (``FcosCore``: backbone + FPN + head), the only part that runs in a
+   runtime: ``Runtime.run(images [N, 3, H, W] float, normalised)`` →
+   ``(cls_logits [N, A, C], bbox_regression [N, A, 4], bbox_ctrness [N, A, 1])``, A = the
+   locations of every FPN level, level after level, row-major;
+3. post-processing: the model's own anchors, FCOS box decode, top-k, class-wise NMS and the
+   mapping back to input pixels (``FCOS.postprocess_detections``, ``transform.postprocess``).
+
+``SplitModel`` runs 1 and 3 with the torch model's own code around any runtime, so every
+runtime shares one pre/post-processing path; with ``TorchRuntime`` its results are the
+unsplit model's, bit for bit (tests/unit/perception/test_runtime_parity.py). It keeps the
+torchvision contract of ``perception.model`` (list of ``[3, H, W]`` RGB [0, 1] tensors → dicts
+of ``boxes`` xyxy px, ``labels``, ``scores``), so ``Detector`` and the evaluation take it as
+they take the model itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import FCOS
+
+HEAD_OUTPUTS: tuple[str, ...] = ("cls_logits", "bbox_regression", "bbox_ctrness")
+INPUT_NAME = "images"
+HeadOutputs = tuple[Tensor, Tensor, Tensor]
+
+
+class Runtime(Protocol):
+    """Runs the convolutional core of an FCOS detector (see the module docstring)."""
+
+    name: str  # "torch", "onnxruntime"
+
+    def run(self, images: Tensor) -> HeadOutputs:
+        """Head outputs for a normalised ``[N, 3, H, W]`` float batch."""
+        ...
+
+
+class FcosCore(nn.Module):
+    """Backbone + head of an FCOS model (sharing its modules): what a package exports.
+
+    ``forward(images [N, 3, H, W])`` → ``(cls_logits [N, A, C], bbox_regression [N, A, 4],
+    bbox_ctrness [N, A, 1])``; the input is already normalised and resized.
+    """
+
+    def __init__(self, model: FCOS) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.head = model.head
+
+    def forward(self, images: Tensor) -> HeadOutputs:
+        """Head outputs, as ``FCOS.forward`` computes them before decoding."""
+        features = list(self.backbone(images).values())
+        out = self.head(features)
+        return out["cls_logits"], out["bbox_regression"], out["bbox_ctrness"]
+
+
+class TorchRuntime(nn.Module):
+    """The core in torch eager (a module, so ``.to(device)`` and channels-last reach it)."""
+
+    name = "torch"
+
+    def __init__(self, core: FcosCore) -> None:
+        super().__init__()
+        self.core = core
+
+    def run(self, images: Tensor) -> HeadOutputs:
+        """Head outputs on ``images``' device (fp16 under the caller's autocast)."""
+        out: HeadOutputs = self.core(images)
+        return out
+
+
+class OrtRuntime:
+    """The core in ONNX Runtime on the CPU (fp32 or a QDQ int8 graph).
+
+    ``num_threads`` sets the session's intra-op threads (``None``: ONNX Runtime's default, every
+    core); inter-op parallelism is off (one graph, sequential). Raises ``ValueError`` naming the
+    file when it is not a model of the core's contract.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+        import onnxruntime as ort  # a package dependency, imported when a package is opened
+
+        options = ort.SessionOptions()
+        if num_threads is not None:
+            options.intra_op_num_threads = int(num_threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.path = Path(path)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime raises its own exception types for a bad file
+            raise ValueError(f"ONNX model {path} cannot be opened: {exc}") from exc
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT_NAME] or tuple(outputs) != HEAD_OUTPUTS:
+            raise ValueError(f"ONNX model {path} has inputs {inputs} and outputs {outputs}; "
+                             f"expected [{INPUT_NAME!r}] and {list(HEAD_OUTPUTS)}")
+
+    def run(self, images: Tensor) -> HeadOutputs:
+        """Head outputs as CPU float32 tensors."""
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        cls_logits, regression, ctrness = self.session.run(list(HEAD_OUTPUTS), {INPUT_NAME: array})
+        return torch.from_numpy(cls_logits), torch.from_numpy(regression), torch.from_numpy(ctrness)
+
+
+class SplitModel(nn.Module):
+    """An FCOS detector whose core runs in ``runtime``, pre/post-processing in torch.
+
+    ``model`` provides the transform, anchors and post-processing (its score floor, NMS
+    threshold, top-k and detections per image); with an ONNX runtime its backbone and head are
+    never run. Contract: ``perception.model``'s, eval mode only.
+    """
+
+    def __init__(self, model: FCOS, runtime: Runtime) -> None:
+        super().__init__()
+        self.model = model
+        self.runtime = runtime
+        self._level_hw: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self.eval()
+
+    @classmethod
+    def torch(cls, model: FCOS) -> SplitModel:
+        """``model`` itself, split: its core runs in torch eager."""
+        return cls(model, TorchRuntime(FcosCore(model)))
+
+    def level_sizes(self, input_hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """(h, w) of each FPN level for a batched input of ``input_hw`` [px].
+
+        Found once per size by running a copy of the backbone on the meta device (shapes only,
+        no arithmetic), so it holds for any backbone.
+        """
+        if input_hw not in self._level_hw:
+            backbone = copy.deepcopy(self.model.backbone).to("meta")
+            with torch.no_grad():
+                features = backbone(torch.empty(1, 3, *input_hw, device="meta"))
+            self._level_hw[input_hw] = [(int(f.shape[-2]), int(f.shape[-1]))
+                                        for f in features.values()]
+        return self._level_hw[input_hw]
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        """Detections per image, as ``FCOS.forward`` in eval mode returns them."""
+        if self.training:
+            raise RuntimeError("SplitModel serves only; train the FCOS model itself")
+        original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
+        image_list, _ = self.model.transform(images)
+        outputs = self.runtime.run(image_list.tensors)
+        h, w = image_list.tensors.shape[-2:]
+        levels = self.level_sizes((int(h), int(w)))
+        per_level = [lh * lw for lh, lw in levels]
+        if sum(per_level) != outputs[0].shape[1]:
+            raise ValueError(f"the runtime returned {outputs[0].shape[1]} locations; the FPN levels "
+                             f"{levels} of a {int(h)}x{int(w)} input have {sum(per_level)}")
+        # Anchors depend on the level shapes, dtype and device only (AnchorGenerator.forward).
+        shapes = [torch.empty((0, 0, lh, lw), dtype=outputs[0].dtype, device=outputs[0].device)
+                  for lh, lw in levels]
+        anchors = self.model.anchor_generator(image_list, shapes)
+        split_outputs = {k: list(v.split(per_level, dim=1))
+                         for k, v in zip(HEAD_OUTPUTS, outputs, strict=True)}
+        split_anchors = [list(a.split(per_level)) for a in anchors]
+        detections = self.model.postprocess_detections(split_outputs, split_anchors,
+                                                       image_list.image_sizes)
+        result: list[dict[str, Tensor]] = self.model.transform.postprocess(
+            detections, image_list.image_sizes, original_sizes)
+        return result
+
+
+def serving_model(model: nn.Module) -> nn.Module:
+    """An FCOS model split around ``TorchRuntime`` (the shared path); any other model as it is."""
+    return SplitModel.torch(model) if isinstance(model, FCOS) else model
