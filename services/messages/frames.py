@@ -89,6 +89,10 @@ class FrameMeta(BaseModel):
                     values[field] = json.loads(text)
                 except json.JSONDecodeError as exc:
                     raise MessageError(f"camera frame header 'calibration' is not JSON: {exc}") from exc
+                except (RecursionError, ValueError) as exc:
+                    # nested too deep, or a number with more digits than Python converts
+                    raise MessageError(f"camera frame header 'calibration' is not usable JSON "
+                                       f"({type(exc).__name__}: {str(exc)[:200]})") from None
             else:
                 values[field] = text
         try:
