@@ -204,9 +204,13 @@ async def test_a_record_whose_dead_letter_is_too_large_is_truncated_and_passed(
             (key, state(unique, 2), [])])
         echoed = await collect(kafka_bootstrap, ECHO_OUT.name, lambda r: r.key == key, 2,
                                timeout_s=60)
-        dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 1)
+        # Both read from the topics' starts: on the session's broker, behind every earlier
+        # test's records (the embedded broker slows as its log grows), so not the default 20 s.
+        dlq = await collect(kafka_bootstrap, "vehicle.state.dlq", lambda r: r.key == key, 1,
+                            timeout_s=60)
         events = await collect(kafka_bootstrap, "safety.events",
-                               lambda r: b'"dead_letter"' in r.value and key in r.value, 1)
+                               lambda r: b'"dead_letter"' in r.value and key in r.value, 1,
+                               timeout_s=60)
         offset = int(header(dlq[0], "dlq-source-offset") or -1)
         committed = await committed_offset(kafka_bootstrap, runtime.topic_group(VEHICLE_STATE),
                                            "vehicle.state",
