@@ -72,7 +72,8 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self) -> None:
-        """Spawn the broker; it exits with this process."""
+        """Spawn the broker on `port`; it exits with this process. After `stop` or `kill`,
+        starting again serves the same address (an empty broker: memory only)."""
         url = f"tcp://{self.host}:{self.port}"
         cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", "memory://tansu/", "--cluster-id", "roadstream"]
@@ -85,6 +86,14 @@ class EmbeddedBroker:
     def alive(self) -> bool:
         """True while the broker process runs."""
         return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the broker, as a crash would (fault tests). `start` brings it back on the
+        same port, empty: the broker keeps topics, messages and committed offsets in memory."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Terminate the broker (SIGTERM, then SIGKILL after `timeout_s`)."""

@@ -14,6 +14,7 @@ and their events on `safety.events`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,7 @@ from services.runtime.service import BuiltService, ServiceRuntime
 from services.runtime.tracing import traceparent_of
 from services.settings import Settings
 
+log = logging.getLogger(__name__)
 VEHICLE_EXPIRY_NS = 10_000_000_000  # stop commanding a vehicle silent this long [ns]
 
 
@@ -180,7 +182,13 @@ class PlanningService:
                     # commanded its stop; forget it rather than command a ghost forever
                     del self.vehicles[key]
                     continue
-                await self.publish(v, v.stack.step(now))
+                try:
+                    await self.publish(v, v.stack.step(now))
+                except Exception as exc:
+                    # A broker outage fails the publish (the runtime has already retried it);
+                    # the next tick commands again, from the gate's state, when it is back.
+                    log.warning("planning: control tick for %s not published: %s: %s",
+                                v.vehicle_id, type(exc).__name__, exc)
             next_t += period_s
             await asyncio.sleep(max(0.0, next_t - time.monotonic()))
 

@@ -26,8 +26,10 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -73,7 +75,17 @@ async def serve_until_stdin_closes(built: BuiltService[Any]) -> None:
                                f"{ASSIGN_TIMEOUT_S:g} s")
         say({"ready": True, **built.ready()})
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin
+        # Until the parent closes stdin, or SIGTERM (a supervisor's stop): either way the work
+        # in flight drains and its offsets are committed before the process exits.
+        done = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, done.set)
+
+        def read_stdin() -> None:  # a daemon thread: a stop by SIGTERM must not wait for it
+            sys.stdin.read()
+            loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=read_stdin, name="stdin", daemon=True).start()
+        await done.wait()
     finally:
         await runtime.stop()
     say({"stopped": True, **built.counts()})

@@ -20,7 +20,7 @@ from services.broker.embedded import kafka
 from services.settings import Settings
 from tests.kafka_helpers import collect
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
 FRAMES = 10_000
 SEED = 20  # fixed: the same frames in every run
 RSS_LIMIT = 1.5  # peak RSS under the fuzz / idle RSS after warm-up (issue 20, item 3)

@@ -156,6 +156,7 @@ def check_stop_in_time(run: GateRun, mode: str) -> list[VehicleControl]:
     return episode
 
 
+@pytest.mark.faults
 async def test_stale_perception_gives_a_comfortable_stop_and_event_within_the_budget(
         kafka_bootstrap: str, unique: str) -> None:
     run = await run_gate(kafka_bootstrap, unique, car_at_m=120.0)  # 120 m: no emergency
@@ -169,6 +170,7 @@ async def test_stale_perception_gives_a_comfortable_stop_and_event_within_the_bu
     assert all(b.accel_mps2 <= a.accel_mps2 + 1e-9 for a, b in itertools.pairwise(stops))
 
 
+@pytest.mark.faults
 async def test_stale_perception_with_a_close_stopped_car_gives_an_emergency_stop_in_limits(
         kafka_bootstrap: str, unique: str) -> None:
     # 10 m/s needs 50 m to stop comfortably, + 5 m margin: a stopped car 30 m ahead calls for

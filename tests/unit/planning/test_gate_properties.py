@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from planning.planner import Planner
 from planning.stack import CommandOut, PlanningStack, StackConfig
 from planning.types import EgoState
 
+pytestmark = pytest.mark.faults
 MS = 1_000_000
 TICK_NS = 50 * MS
 YEAR_NS = 365 * 24 * 3600 * 10**9

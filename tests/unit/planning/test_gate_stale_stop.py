@@ -23,6 +23,7 @@ from services.planning.convert import stack_config
 from services.planning.settings import PlanningSettings
 from tests.unit.planning.test_gate_properties import SMALL_PLANNER
 
+pytestmark = pytest.mark.faults
 MS = 1_000_000
 T0 = 1_700_000_000_000_000_000  # [ns] a wall-clock time
 SPEED_MPS = 10.0
