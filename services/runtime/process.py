@@ -23,6 +23,7 @@ SIGTERM when its parent dies.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -170,7 +171,9 @@ class ServiceProcess:
                 summary = await asyncio.wait_for(self._message("stopped"), 30)
                 await asyncio.wait_for(self.proc.wait(), 10)
             except (TimeoutError, RuntimeError):
-                self.proc.kill()
+                # It may have exited on its own between the check and here (a failed start).
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
                 await self.proc.wait()
         if not self.log.closed:
             self.log.close()
