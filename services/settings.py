@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535,
                               description="Port of /metrics and /healthz; 0 = a free port.")
     runs_dir: Path = Field(default=Path("runs"), description="Where run outputs are written.")
+    model_registry_dir: Path = Field(
+        default=Path("registry"), description="The model registry's folder (its index.json; "
+        "`roadstream models`, docs/models.md).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # --- health and retries
     health_broker_timeout_s: float = Field(

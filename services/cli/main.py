@@ -6,7 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.cli import audit, bench, control, infra, perception_cmds, record, report, run, sim
+from services.cli import (
+    audit,
+    bench,
+    control,
+    infra,
+    models,
+    perception_cmds,
+    record,
+    report,
+    run,
+    sim,
+)
 from services.cli.common import USER_ERRORS, CommandError, setup_logging
 
 DESCRIPTION = """\
@@ -47,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_parsers(sub)
     control.add_parsers(sub)
     perception_cmds.add_parsers(sub)
+    models.add_parsers(sub)
     report.add_parsers(sub)
     return parser
 

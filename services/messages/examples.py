@@ -13,6 +13,7 @@ from services.messages.payloads import (
     FrameRef,
     GroundTruth,
     LaneContext,
+    ModelDeployment,
     ObjectClass,
     PerceptionObjects,
     PlanningTrajectory,
@@ -67,6 +68,7 @@ def perception_objects() -> PerceptionObjects:
     return PerceptionObjects(vehicle_id="ego", camera_id="front",
                              source=FrameRef(seq=7, stamp_ns=STAMP_NS),
                              stamp_ns=STAMP_NS + 38_000_000, model_version="ssdlite-sim-1",
+                             model_sha256="9f2c4e1a" * 8,
                              objects=[car], latencies_ms={"decode": 2.1, "infer": 31.0,
                                                           "track": 0.4}, run_id="example")
 
@@ -101,6 +103,13 @@ def safety_event() -> SafetyEvent:
                        run_id="example")
 
 
+def model_deployment() -> ModelDeployment:
+    """Promote a package to production."""
+    return ModelDeployment(version="fcos_dense_sim-step5200-onnx-fp32",
+                           path="packages/fcos_dense_sim-fp32", sha256="9f2c4e1a" * 8,
+                           stage="production", stamp_ns=STAMP_NS)
+
+
 #: topic name → example payload (JSON topics only).
 JSON_EXAMPLES = {
     "vehicle.state": vehicle_state,
@@ -109,4 +118,5 @@ JSON_EXAMPLES = {
     "planning.trajectory": planning_trajectory,
     "vehicle.control": vehicle_control,
     "safety.events": safety_event,
+    "model.deployments": model_deployment,
 }

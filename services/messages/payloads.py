@@ -18,6 +18,7 @@ from typing_extensions import TypeAliasType
 # header part; it is defined there once because ranging and the report use its geometry.
 from common.calibration import Calibration as Calibration
 from services.messages.base import (
+    INT64_MAX,
     MODEL_CONFIG,
     Id,
     Int64,
@@ -179,14 +180,27 @@ class DetectedObject(_Part):
     ttc_s: float | None = Field(default=None, description="Time to collision; null if not closing.")
 
 
+#: A lower-case hex sha256 digest.
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+#: Revision of `perception.objects`: 2 added `model_sha256`.
+PERCEPTION_OBJECTS_SCHEMA_VERSION = 2
+
+
 class PerceptionObjects(Payload):
     """`perception.objects`: tracked objects of one camera frame."""
 
+    schema_version: int = Field(default=PERCEPTION_OBJECTS_SCHEMA_VERSION, ge=1, le=INT64_MAX,
+                                description="Revision of this payload's schema.")
     vehicle_id: Id
     camera_id: Id
     source: FrameRef
     stamp_ns: UInt64 = Field(description="Publish time [ns].")
     model_version: Label
+    model_sha256: Sha256 | None = Field(
+        default=None, description="sha256 of the checkpoint file or of the model package's "
+        "manifest.json that produced this result (docs/models.md); null when the model came "
+        "from no file (schema version 1 had no such field).")
     objects: list[DetectedObject] = Field(default_factory=list)
     latencies_ms: dict[Label, float] = Field(
         default_factory=dict, description="Per-stage latency, e.g. decode, infer, track [ms]."
@@ -273,3 +287,29 @@ class SafetyEvent(Payload):
     details: dict[Label, DetailValue] = Field(default_factory=dict)
     references: EventRefs = Field(default_factory=EventRefs)
     run_id: Label = ""
+
+
+class DeploymentAction(StrEnum):
+    """Why a deployment command was issued."""
+
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class ModelDeployment(Payload):
+    """`model.deployments`: serve this registry version now (docs/models.md).
+
+    A perception service that receives it loads the artifact at `path` beside the model it
+    serves, checks its sha256, warms it up and switches between two batches; on any failure it
+    keeps the old model and raises `model_swap_failed`. `path` must be readable where the
+    service runs.
+    """
+
+    model_name: Id = Field(default="detector", description="The model slot to deploy to (the key).")
+    version: Id = Field(description="Registry version: the artifact's model_version.")
+    path: Text = Field(min_length=1, description="Checkpoint file or model package folder.")
+    sha256: Sha256 = Field(description="sha256 of the checkpoint file or the package's "
+                                       "manifest.json, as registered.")
+    stage: Label = Field(default="production", description="Registry stage of the version.")
+    action: DeploymentAction = DeploymentAction.PROMOTE
+    stamp_ns: UInt64 = Field(description="When the command was issued [ns].")

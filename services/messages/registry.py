@@ -12,7 +12,9 @@ from typing import Final
 from services.messages.base import Payload
 from services.messages.frames import FRAME_SCHEMA_VERSION, HEADER_FIELDS, FrameMeta
 from services.messages.payloads import (
+    PERCEPTION_OBJECTS_SCHEMA_VERSION,
     GroundTruth,
+    ModelDeployment,
     PerceptionObjects,
     PlanningTrajectory,
     SafetyEvent,
@@ -118,7 +120,7 @@ PERCEPTION_OBJECTS = TopicSpec(
     name="perception.objects",
     key="vehicle_id/camera_id",
     value=PerceptionObjects,
-    schema_version=1,
+    schema_version=PERCEPTION_OBJECTS_SCHEMA_VERSION,
     rate_hz=20.0,
     description="Tracked objects per frame with range, velocity, TTC and stage latencies.",
     producers=("perception",),
@@ -158,8 +160,19 @@ SAFETY_EVENTS = TopicSpec(
     # with an events keyring refuses the events without them
     optional_headers=CONTROL_SIGNATURE_HEADERS,
 )
+MODEL_DEPLOYMENTS = TopicSpec(
+    name="model.deployments",
+    key="model_name",
+    value=ModelDeployment,
+    schema_version=1,
+    rate_hz=None,
+    description="Commands to serve a registry version now (promote, rollback); every running "
+                "perception service swaps to it without a restart.",
+    producers=("roadstream models promote/rollback",),
+    consumers=("perception",),
+)
 
-#: The primary topics, in data-path order.
+#: The primary topics, in data-path order (then the control plane).
 TOPICS: Final[tuple[TopicSpec, ...]] = (
     CAMERA_FRAMES,
     VEHICLE_STATE,
@@ -168,6 +181,7 @@ TOPICS: Final[tuple[TopicSpec, ...]] = (
     PLANNING_TRAJECTORY,
     VEHICLE_CONTROL,
     SAFETY_EVENTS,
+    MODEL_DEPLOYMENTS,
 )
 
 

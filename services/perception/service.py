@@ -3,10 +3,10 @@
 Per micro-batch: decode each frame, drop frames older than the latency budget and, of several
 frames of one camera, all but the newest (each drop counted, reported and raised as a safety
 event), run the detector once on the batch, track and range per camera, publish one
-`perception.objects` per frame with the source frame's seq and stamp, the model version and
-per-stage latencies. Offsets are committed after the batch's results are published. Failures
-are per frame: a frame that cannot be decoded, detected or tracked is dead-lettered with its
-own error, and its neighbours are served.
+`perception.objects` per frame with the source frame's seq and stamp, the version and sha256
+of the model that made it and per-stage latencies. Offsets are committed after the batch's
+results are published. Failures are per frame: a frame that cannot be decoded, detected or
+tracked is dead-lettered with its own error, and its neighbours are served.
 
 Decode and inference run on one worker thread of their own (OpenCV and torch release the GIL),
 so the event loop stays free meanwhile: the consumer keeps fetching, acknowledgements and
@@ -28,7 +28,9 @@ from perception.batching import DROP_STALE, DROP_SUPERSEDED, newest_per_stream
 from perception.checkpoint import load_detector
 from perception.detections import Detections
 from perception.detector import Detector
+from perception.hotswap import ServedModel
 from perception.pipeline import CameraPerception, PerceivedObject
+from perception.registry import artifact_sha256
 from perception.tracking import TrackerConfig
 from services.messages import (
     CAMERA_FRAMES,
@@ -95,11 +97,17 @@ _Frame = tuple[Record, FrameMeta, Image, float]  # a decoded frame and its decod
 
 
 class PerceptionService:
-    """State of the perception service: the detector and one tracker per camera stream."""
+    """State of the perception service: the served model and one tracker per camera stream.
 
-    def __init__(self, frame: ServiceRuntime, detector: Detector, options: PerceptionSettings) -> None:
+    ``model`` is read once per batch: the batch's detections and every result of it name that
+    one model, whatever replaces it meanwhile.
+    """
+
+    def __init__(self, frame: ServiceRuntime, model: ServedModel,
+                 options: PerceptionSettings) -> None:
         self.frame = frame
-        self.detector = detector
+        self.model = model
+        detector = model.detector
         self.options = options
         self.cameras: dict[str, CameraPerception] = {}
         # On CUDA, JPEGs are decoded on the GPU next to the model; on a CPU, with OpenCV.
@@ -124,6 +132,11 @@ class PerceptionService:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception-model")
         # The first inference builds kernels and buffers: pay it before the first frame.
         self.worker.submit(detector.detect, [np.zeros((360, 640, 3), np.uint8)]).result()
+
+    @property
+    def detector(self) -> Detector:
+        """The detector serving now."""
+        return self.model.detector
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
         """The tracker of a vehicle/camera stream (created on its first frame)."""
@@ -182,8 +195,9 @@ class PerceptionService:
         fails, is dead-lettered with its own error, and the others are served.
         """
         loop = asyncio.get_running_loop()
+        model = self.model  # one model for the whole batch
         detections, infer_ms = await loop.run_in_executor(
-            self.worker, self._detect, [image for _, _, image, _ in frames])
+            self.worker, self._detect, model.detector, [image for _, _, image, _ in frames])
         self.batch_sizes.append(len(frames))
         self.stage.labels("infer").observe(infer_ms / 1e3)
         results: list[tuple[Record, FrameMeta, PerceptionObjects, float, float]] = []
@@ -197,7 +211,8 @@ class PerceptionService:
                 result = PerceptionObjects(
                     vehicle_id=meta.vehicle_id, camera_id=meta.camera_id,
                     source=FrameRef(seq=meta.seq, stamp_ns=meta.capture_ns), stamp_ns=time.time_ns(),
-                    model_version=self.detector.model_version, objects=[to_wire(o) for o in objects],
+                    model_version=model.version, model_sha256=model.sha256,
+                    objects=[to_wire(o) for o in objects],
                     latencies_ms={"queue": round((arrived_ns - meta.capture_ns) * MS, 3),
                                   "decode": round(decode_ms, 3), "infer": round(infer_ms, 3),
                                   "track": round(track_ms, 3), "batch_size": float(len(frames))},
@@ -216,8 +231,10 @@ class PerceptionService:
             self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
             self.frames_done.inc()
 
-    def _detect(self, images: list[Image]) -> tuple[list[Detections | Exception], float]:
-        """The detector on one batch, and its time [ms] (on the worker thread).
+    @staticmethod
+    def _detect(detector: Detector, images: list[Image]
+                ) -> tuple[list[Detections | Exception], float]:
+        """``detector`` on one batch, and its time [ms] (on the worker thread).
 
         When the batch fails, each image is run alone, so an error is reported against the
         image that raised it (in its place in the list), not against its whole batch.
@@ -225,7 +242,7 @@ class PerceptionService:
         t0 = time.perf_counter_ns()
         detections: list[Detections | Exception]
         try:
-            detections = list(self.detector.detect(images))
+            detections = list(detector.detect(images))
         except Exception as error:
             if len(images) == 1:
                 detections = [error]
@@ -233,7 +250,7 @@ class PerceptionService:
                 detections = []
                 for image in images:
                     try:
-                        detections.extend(self.detector.detect([image]))
+                        detections.extend(detector.detect([image]))
                     except Exception as own:
                         detections.append(own)
         return detections, (time.perf_counter_ns() - t0) * MS
@@ -280,7 +297,9 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
           **runtime_kwargs: Any) -> BuiltService[PerceptionService]:
     """The perception service; loads the model here, at start-up (never at import).
 
-    Ready facts: ``group``, ``device``, ``model_version``; counts: ``batches``,
+    ``detector``: a model built elsewhere (tests), named by its version and no sha256; else
+    ``options.weights`` is loaded and named by ``artifact_sha256``.
+    Ready facts: ``group``, ``device``, ``model_version``, ``model_sha256``; counts: ``batches``,
     ``batch_mean``, ``batch_sizes`` and ``dropped`` ({reason: n}).
     """
     options = options or PerceptionSettings()
@@ -289,8 +308,11 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
                                  class_map=options.class_map, device=settings.device,
                                  score_thresh=options.score_thresh,
                                  num_threads=model_threads(settings))
+        model = ServedModel(detector, detector.model_version, artifact_sha256(options.weights))
+    else:
+        model = ServedModel(detector, detector.model_version, None)
     runtime = ServiceRuntime("perception", settings, bootstrap, **runtime_kwargs)
-    service = PerceptionService(runtime, detector, options)
+    service = PerceptionService(runtime, model, options)
     # Skipping needs the backlog in hand: take more than a batch when it is on.
     fetch = (max(options.max_fetch_records, options.max_batch_size) if options.newest_per_camera
              else options.max_batch_size)
@@ -300,8 +322,9 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     runtime.on_stop(service.worker.shutdown)  # after the last batch drained
 
     def ready() -> dict[str, Any]:
-        return {"group": runtime.topic_group(CAMERA_FRAMES), "device": str(detector.device),
-                "model_version": detector.model_version}
+        served = service.model
+        return {"group": runtime.topic_group(CAMERA_FRAMES), "device": str(served.detector.device),
+                "model_version": served.version, "model_sha256": served.sha256}
 
     def counts() -> dict[str, Any]:
         sizes = list(service.batch_sizes)

@@ -19,7 +19,7 @@ from services.messages.examples import JSON_EXAMPLES, frame_meta, vehicle_state
 # The topics of the architecture's table: the registry must cover every one.
 ARCHITECTURE_TOPICS = {
     "camera.frames", "vehicle.state", "sim.ground_truth", "perception.objects",
-    "planning.trajectory", "vehicle.control", "safety.events",
+    "planning.trajectory", "vehicle.control", "safety.events", "model.deployments",
 }
 
 
