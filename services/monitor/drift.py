@@ -14,7 +14,9 @@ and within a bin width for the scores. Only live detections scoring at least the
 version become its reference, and every drift finding says so. Every `every_frames` frames the
 last `window_frames` frames are tested with `scipy.stats.ks_2samp`; drift when either p-value is
 below `p_value`. The onset is one `detection_drift` warning, the recovery one
-`detection_drift_cleared` info.
+`detection_drift_cleared` info. Both carry `window_start_ns` and `window_end_ns`, the capture
+stamps [ns] of the oldest and newest frame of the tested window: the time range a retraining
+request (`services.retrain`) takes the drifted frames from.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class _Stream:
     building_scores: list[float] = field(default_factory=list)
     building_counts: list[int] = field(default_factory=list)
     window: deque[list[float]] = field(default_factory=deque)
+    stamps_ns: deque[int] = field(default_factory=deque)  # capture stamp of each window frame
     since_test: int = 0
     drifting: bool = False
     last: dict[str, Any] = field(default_factory=dict)
@@ -113,13 +116,15 @@ class DriftCheck:
         if stream is None:
             given = self._file if self._file is not None and self._file.model_version in ("", version) \
                 else None
-            stream = self._streams[version] = _Stream(given, window=deque(maxlen=self._window))
+            stream = self._streams[version] = _Stream(given, window=deque(maxlen=self._window),
+                                                      stamps_ns=deque(maxlen=self._window))
         thresh = stream.reference.score_thresh if stream.reference is not None else 0.0
         scores = [o.score for o in objects.objects if o.score >= thresh]
         if stream.reference is None:
             self._build(stream, scores, version)
             return []
         stream.window.append(scores)
+        stream.stamps_ns.append(obs.stamp_ns)
         stream.since_test += 1
         if len(stream.window) < self._window or stream.since_test < self._every:
             return []
@@ -131,7 +136,8 @@ class DriftCheck:
             return []
         stream.drifting = drifting
         details = {**result, "model_version": version, "reference": stream.reference.source,
-                   "reference_description": stream.reference.description}
+                   "reference_description": stream.reference.description,
+                   "window_start_ns": min(stream.stamps_ns), "window_end_ns": max(stream.stamps_ns)}
         if drifting:
             return [Finding(DETECTION_DRIFT, Severity.WARNING, objects.vehicle_id, details=details,
                             refs=obs.refs(frame_seq=objects.source.seq), run_id=objects.run_id)]

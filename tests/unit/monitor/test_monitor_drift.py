@@ -12,7 +12,7 @@ from services.messages import PerceptionObjects, Severity
 from services.messages.examples import perception_objects
 from services.monitor.drift import DriftCheck, DriftReference, load_reference
 from services.monitor.findings import DETECTION_DRIFT, DETECTION_DRIFT_CLEARED, Finding
-from tests.unit.monitor.helpers import obs
+from tests.unit.monitor.helpers import ns, obs
 
 
 def frames(rng: np.random.Generator, n: int, *, mean_count: float, a: float, b: float,
@@ -59,6 +59,11 @@ def test_a_shift_in_scores_and_counts_is_one_drift_event_that_says_where_the_ref
     assert details["counts_p_value"] < 0.01
     assert details["scores_p_value"] < 0.01
     assert details["model_version"] == "m1"
+    # the time range of the tested window: the 200 frames up to the one that raised it
+    last = found[0].refs.offset
+    assert last is not None
+    assert details["window_end_ns"] == ns(0.1 * last)
+    assert details["window_start_ns"] == ns(0.1 * (last - 199))
     # back to the reference distribution: one clearing event
     back = feed(check, frames(rng, 400, mean_count=3, a=8, b=2), start=800)
     assert [f.type for f in back] == [DETECTION_DRIFT_CLEARED]
