@@ -11,6 +11,8 @@ tracked is dead-lettered with its own error, and its neighbours are served.
 Decode and inference run on one worker thread of their own (OpenCV and torch release the GIL),
 so the event loop stays free meanwhile: the consumer keeps fetching, acknowledgements and
 heartbeats are served, and services sharing the process (the main job) go on working.
+
+The model is swapped without a restart by a command on `model.deployments` (deploy.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +38,7 @@ from perception.registry import artifact_sha256
 from perception.tracking import TrackerConfig
 from services.messages import (
     CAMERA_FRAMES,
+    MODEL_DEPLOYMENTS,
     PERCEPTION_OBJECTS,
     DetectedObject,
     EventRefs,
@@ -45,6 +50,7 @@ from services.messages import (
     Vec3,
 )
 from services.perception.decode import Image, decode_frames, gpu_decode_device
+from services.perception.deploy import Deployments, deployment_group
 from services.perception.settings import PerceptionSettings, model_threads
 from services.runtime.delivery import Record
 from services.runtime.events import safety_event
@@ -303,6 +309,11 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     ``batch_mean``, ``batch_sizes`` and ``dropped`` ({reason: n}).
     """
     options = options or PerceptionSettings()
+
+    def load(path: Path) -> Detector:  # a deployed artifact: ours, so no builder or class map
+        return load_detector(path, device=settings.device, score_thresh=options.score_thresh,
+                             num_threads=model_threads(settings))
+
     if detector is None:
         detector = load_detector(options.weights, builder=options.builder,
                                  class_map=options.class_map, device=settings.device,
@@ -319,7 +330,11 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     runtime.consume_batch(CAMERA_FRAMES, max_records=fetch,
                           top_up_ms=options.max_wait_ms if options.newest_per_camera else None,
                           max_wait_ms=options.max_wait_ms)(service.handle)
+    deployments = Deployments(service, load)
+    runtime.consume(MODEL_DEPLOYMENTS, auto_offset_reset="latest", group_id=deployment_group(
+        runtime.topic_group(MODEL_DEPLOYMENTS), uuid.uuid4().hex[:12]))(deployments.handle)
     runtime.on_stop(service.worker.shutdown)  # after the last batch drained
+    runtime.on_stop(deployments.worker.shutdown)
 
     def ready() -> dict[str, Any]:
         served = service.model
@@ -329,6 +344,7 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     def counts() -> dict[str, Any]:
         sizes = list(service.batch_sizes)
         return {"batches": len(sizes), "batch_mean": sum(sizes) / len(sizes) if sizes else 0.0,
-                "batch_sizes": sizes, "dropped": dict(service.dropped_by_reason)}
+                "batch_sizes": sizes, "dropped": dict(service.dropped_by_reason),
+                "model_swaps": len(deployments.swaps), "model_swaps_failed": deployments.failures}
 
     return BuiltService(runtime, service, ready=ready, counts=counts)

@@ -11,6 +11,10 @@ from services.messages import EventRefs, SafetyEvent, Severity
 #: Info event of a producer whose run ended normally (the simulator, at a scenario's end): the
 #: silence that follows is not an outage. The monitor stops judging the run when it sees it.
 RUN_FINISHED: Final = "run_finished"
+#: Perception switched to a deployed model (info) / refused one and kept serving its own
+#: (warning): services/perception/deploy.py, docs/models.md.
+MODEL_SWAPPED: Final = "model_swapped"
+MODEL_SWAP_FAILED: Final = "model_swap_failed"
 
 
 def safety_event(*, source: str, type_: str, severity: Severity, vehicle_id: str = "",

@@ -1,0 +1,101 @@
+"""Hot swap: the perception service follows `model.deployments` without a restart.
+
+On a `ModelDeployment` the new model is prepared beside the one serving, on a thread of its own
+so that frames keep flowing: its artifact's sha256 is checked, it is loaded and warmed up on a
+dummy frame (``perception.hotswap.load_verified``). Then the service's ``model`` is replaced
+on the event loop, between two batches: a batch already running finishes on the old model, and
+every result names the model that made it. A deployment that fails at any step leaves the old
+model serving and raises `model_swap_failed` (warning); a swap raises `model_swapped` (info).
+A deployment of the version and sha256 already serving changes nothing (deliveries are at least
+once).
+
+Every replica must see every deployment, so each service instance reads `model.deployments` in
+a consumer group of its own, from the newest offset at its start: a service started later
+serves its configured weights (ROADSTREAM_PERCEPTION_WEIGHTS) until the next deployment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from perception.detector import Detector
+from perception.hotswap import ServedModel, SwapError, load_verified
+from perception.tracking import TrackerConfig
+from services.messages import MODEL_DEPLOYMENTS, EventRefs, ModelDeployment, Severity
+from services.runtime.delivery import Record
+from services.runtime.events import MODEL_SWAP_FAILED, MODEL_SWAPPED, safety_event
+
+if TYPE_CHECKING:
+    from services.perception.service import PerceptionService
+
+log = logging.getLogger(__name__)
+MS = 1e-6  # ns → ms
+
+#: Loads a detector from a checkpoint file or package folder (the service's settings applied).
+Loader = Callable[[Path], Detector]
+
+
+def _names(model: ServedModel) -> dict[str, str | None]:
+    return {"version": model.version, "sha256": model.sha256}
+
+
+class Deployments:
+    """Applies `model.deployments` commands to one perception service (see the module)."""
+
+    def __init__(self, service: PerceptionService, load: Loader) -> None:
+        self.service = service
+        self.load = load
+        # Its own thread: loading and warming up never wait behind, nor hold up, the batches.
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception-swap")
+        self.swaps: list[dict[str, object]] = []
+        self.failures = 0
+
+    async def handle(self, record: Record) -> None:
+        """Apply one deployment command (a malformed one raises: the runtime dead-letters it)."""
+        received_ns = time.time_ns()
+        command = ModelDeployment.decode(record.value, source=f"{record.topic}@{record.offset}")
+        old = self.service.model
+        if (command.version, command.sha256) == (old.version, old.sha256):
+            log.info("perception: %s (%s…) already serving", command.version, command.sha256[:12])
+            return
+        refs = EventRefs(topic=record.topic, partition=record.partition, offset=record.offset)
+        details: dict[str, object] = {
+            "version": command.version, "sha256": command.sha256, "path": command.path,
+            "action": command.action.value, "previous": _names(old)}
+        loop = asyncio.get_running_loop()
+        try:
+            new, times = await loop.run_in_executor(self.worker, lambda: load_verified(
+                command.path, version=command.version, sha256=command.sha256, load=self.load))
+        except SwapError as error:
+            self.failures += 1
+            log.warning("perception: deployment of %s refused, %s keeps serving: %s",
+                        command.version, old.version, error)
+            await self.service.frame.emit(safety_event(
+                source="perception", type_=MODEL_SWAP_FAILED, severity=Severity.WARNING,
+                details={**details, "step": error.step, "error": str(error),
+                         "serving": _names(old)}, refs=refs))
+            return
+        self.service.model = new  # between two batches: a running batch keeps the one it took
+        self.service.tracker_config = TrackerConfig.at_operating_score(new.detector.operating_score)
+        switched_ns = time.time_ns()
+        swap = {**details, "hash_ms": round(times.hash_ms, 1), "load_ms": round(times.load_ms, 1),
+                "warmup_ms": round(times.warmup_ms, 1),
+                "received_to_switch_ms": round((switched_ns - received_ns) * MS, 1),
+                "issued_to_switch_ms": round((switched_ns - command.stamp_ns) * MS, 1),
+                "command_stamp_ns": command.stamp_ns}
+        self.swaps.append(swap)
+        log.info("perception: now serving %s (was %s)", new.version, old.version)
+        await self.service.frame.emit(safety_event(
+            source="perception", type_=MODEL_SWAPPED, severity=Severity.INFO, details=swap,
+            refs=refs))
+
+
+def deployment_group(service_group: str, instance: str) -> str:
+    """The consumer group of one service instance on `model.deployments`."""
+    return f"{service_group}.{MODEL_DEPLOYMENTS.name}.{instance}"
