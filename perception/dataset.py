@@ -110,20 +110,31 @@ def randomise_scenario(sc: Scenario, condition: str, rng: np.random.Generator) -
     return Scenario.model_validate(data)
 
 
-def _label(obj: Any, w: int, h: int) -> dict[str, Any]:
-    x1, y1, x2, y2 = (float(v) for v in obj.box)
+def label_object(box: Sequence[float], class_id: int, visible_fraction: float, range_m: float,
+                 w: int, h: int) -> dict[str, Any]:
+    """One object of a ``w`` × ``h`` [px] frame as a label: the module's label rule.
+
+    ``box`` is [x1, y1, x2, y2] [px] in that frame; the result holds ``category_id``, ``box``,
+    ``iscrowd`` (1: an ignore region), ``visible_fraction`` and ``range_m`` [m]. The dataset
+    builder and the retraining data from recordings (``services.retrain``) both label with it.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
     ok = (
-        obj.visible_fraction >= MIN_VISIBLE
+        visible_fraction >= MIN_VISIBLE
         and (y2 - y1) >= MIN_BOX_H_PX * h / NATIVE_SIZE[1]
         and (x2 - x1) >= MIN_BOX_W_PX * w / NATIVE_SIZE[0]
     )
     return {
-        "category_id": int(obj.class_id),
+        "category_id": int(class_id),
         "box": [x1, y1, x2, y2],
         "iscrowd": 0 if ok else 1,
-        "visible_fraction": round(float(obj.visible_fraction), 4),
-        "range_m": round(float(obj.range_m), 3),
+        "visible_fraction": round(float(visible_fraction), 4),
+        "range_m": round(float(range_m), 3),
     }
+
+
+def _label(obj: Any, w: int, h: int) -> dict[str, Any]:
+    return label_object(obj.box, obj.class_id, obj.visible_fraction, obj.range_m, w, h)
 
 
 def render_scene(scene: SceneSpec, size: tuple[int, int] = NATIVE_SIZE) -> list[Frame]:
@@ -154,6 +165,22 @@ def _category_list() -> list[dict[str, Any]]:
             for i, n in enumerate(CLASS_NAMES) if i > 0]
 
 
+def coco_annotation(ann_id: int, image_id: int, label: dict[str, Any]) -> dict[str, Any]:
+    """The COCO annotation (``bbox`` xywh [px]) of a ``label_object`` label."""
+    x1, y1, x2, y2 = label["box"]
+    bw, bh = x2 - x1, y2 - y1
+    return {"id": ann_id, "image_id": image_id, "category_id": label["category_id"],
+            "bbox": [x1, y1, bw, bh], "area": bw * bh, "iscrowd": label["iscrowd"],
+            "visible_fraction": label["visible_fraction"], "range_m": label["range_m"]}
+
+
+def coco_document(info: dict[str, Any], images: list[dict[str, Any]],
+                  annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A COCO detection document with this project's categories."""
+    return {"info": info, "images": images, "annotations": annotations,
+            "categories": _category_list()}
+
+
 class CocoWriter:
     """Accumulates frames of one split and writes ``<root>/<split>.json`` + JPEG images."""
 
@@ -179,20 +206,12 @@ class CocoWriter:
             "scene_id": f"{s.scenario}/{s.seed}/{s.condition}", "t_s": round(frame.t_s, 3),
         })
         for obj in frame.objects:
-            x1, y1, x2, y2 = obj["box"]
-            bw, bh = x2 - x1, y2 - y1
-            self.annotations.append({
-                "id": len(self.annotations) + 1, "image_id": image_id,
-                "category_id": obj["category_id"], "bbox": [x1, y1, bw, bh], "area": bw * bh,
-                "iscrowd": obj["iscrowd"], "visible_fraction": obj["visible_fraction"],
-                "range_m": obj["range_m"],
-            })
+            self.annotations.append(coco_annotation(len(self.annotations) + 1, image_id, obj))
 
     def write(self, info: dict[str, Any]) -> Path:
         """Write ``<split>.json``; returns its path."""
         path = self.root / f"{self.split}.json"
-        doc = {"info": {**info, "split": self.split}, "images": self.images,
-               "annotations": self.annotations, "categories": _category_list()}
+        doc = coco_document({**info, "split": self.split}, self.images, self.annotations)
         path.write_text(json.dumps(doc))
         return path
 

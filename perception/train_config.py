@@ -47,6 +47,9 @@ class TrainConfig(BaseModel):
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
     time_limit_s: float | None = Field(default=None, gt=0, description="stop (and save) after")
     train_images: int | None = Field(default=None, ge=1, description="use only the first N")
+    init_weights: Path | None = Field(
+        default=None, description="fine-tune: start from this checkpoint's weights (same arch "
+        "and image_size) instead of a random initialisation; ignored on --resume")
 
 
 def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainConfig:

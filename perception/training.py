@@ -1,4 +1,7 @@
-"""Detector training from scratch on simulator data: seeded, checkpointed, resumable, logged.
+"""Detector training on simulator data: seeded, checkpointed, resumable, logged.
+
+From scratch, or fine-tuned from a checkpoint's weights (``init_weights``; the optimizer and
+schedule start afresh).
 
 ``train(config)`` trains ``config.arch`` on ``<data_dir>/train.json`` (validating on
 ``val.json``) and writes to ``<out_dir>``:
@@ -28,7 +31,7 @@ from torch import nn
 
 from common.device import resolve_device
 from perception.architectures import DetectorSpec, build_from_spec
-from perception.checkpoint import save_checkpoint
+from perception.checkpoint import load_checkpoint, save_checkpoint
 from perception.data_memory import MemoryDataset, load_split, make_batch
 from perception.eval_run import detection_metrics, predict
 from perception.operating_point import calibrate_checkpoint
@@ -110,6 +113,19 @@ def load_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def load_initial_weights(model: nn.Module, spec: DetectorSpec, path: Path) -> None:
+    """Load the weights of checkpoint ``path`` into ``model`` (built from ``spec``) to fine-tune.
+
+    The checkpoint's architecture, image size and classes must be ``spec``'s; ``ValueError``
+    naming the file otherwise (a ``ModelLoadError`` for a file that is no checkpoint).
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.spec.to_dict() != spec.to_dict():
+        raise ValueError(f"init_weights {path}: its model spec {ckpt.spec.to_dict()} is not "
+                         f"this run's {spec.to_dict()} (arch, image_size and arch_extra must match)")
+    model.load_state_dict(ckpt.state_dict)
+
+
 def _scalar(losses: dict[str, torch.Tensor], key: str) -> float | str:
     return round(float(losses[key].detach()), 5) if key in losses else ""
 
@@ -156,7 +172,10 @@ def train(
         torch.set_num_threads(cfg.num_threads)
     gen = seed_everything(cfg.seed)
     spec = spec_for(cfg)
-    model = build_from_spec(spec).to(device).train()
+    model = build_from_spec(spec)
+    if cfg.init_weights is not None and not resume:
+        load_initial_weights(model, spec, cfg.init_weights)
+    model = model.to(device).train()
     opt = build_optimizer(model, cfg)
     step, best, prior_s = 0, -1.0, 0.0
     last_path = out / "last.pt"

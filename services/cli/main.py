@@ -15,6 +15,7 @@ from services.cli import (
     perception_cmds,
     record,
     report,
+    retrain,
     run,
     sim,
 )
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     control.add_parsers(sub)
     perception_cmds.add_parsers(sub)
     models.add_parsers(sub)
+    retrain.add_parsers(sub)
     report.add_parsers(sub)
     return parser
 
