@@ -115,7 +115,9 @@ class PerceptionService:
         self.model = model
         detector = model.detector
         self.options = options
+        # Per vehicle/camera stream, in the order last seen (dicts keep insertion order).
         self.cameras: dict[str, CameraPerception] = {}
+        self.camera_seen_ns: dict[str, int] = {}  # monotonic clock
         # On CUDA, JPEGs are decoded on the GPU next to the model; on a CPU, with OpenCV.
         self.jpeg_device = gpu_decode_device(detector.device)
         # Track thresholds follow the weights' calibrated operating score, not a constant.
@@ -131,6 +133,10 @@ class PerceptionService:
                                     buckets=(.01, .025, .05, .1, .2, .3, .5, 1, 2, 5))
         self.frames_done = Counter("roadstream_frames_processed_total", "Frames processed",
                                    registry=registry)
+        self.streams_forgotten = Counter("roadstream_camera_streams_forgotten_total",
+                                         "Camera streams whose tracker was dropped (silent for "
+                                         "stream_forget_s, or beyond max_streams)",
+                                         registry=registry)
         self.batch_sizes: list[int] = []
         self.dropped_by_reason: dict[str, int] = {}
         # One thread: batches run in order, and torch's thread count (set process-wide at
@@ -145,13 +151,27 @@ class PerceptionService:
         return self.model.detector
 
     def camera(self, meta: FrameMeta) -> CameraPerception:
-        """The tracker of a vehicle/camera stream (created on its first frame)."""
+        """The tracker of a vehicle/camera stream (created on its first frame).
+
+        Streams are kept in the order they were last seen: those silent for
+        ``stream_forget_s`` are forgotten, and beyond ``max_streams`` the longest silent goes
+        first, so a producer inventing camera ids cannot grow the service without bound.
+        """
         key = stream_of(meta)
-        cam = self.cameras.get(key)
+        now_ns = time.monotonic_ns()
+        cam = self.cameras.pop(key, None)
         if cam is None or cam.calibration.width != meta.calibration.width:
             cam = CameraPerception(meta.calibration,
                                    tracker_config=self.tracker_config)
-            self.cameras[key] = cam
+        self.cameras[key] = cam  # last: the most recently seen
+        self.camera_seen_ns[key] = now_ns
+        forget_ns = int(self.options.stream_forget_s * 1e9)
+        for old in list(self.cameras):
+            if old == key or (now_ns - self.camera_seen_ns[old] <= forget_ns
+                              and len(self.cameras) <= self.options.max_streams):
+                break
+            del self.cameras[old], self.camera_seen_ns[old]
+            self.streams_forgotten.inc()
         return cam
 
     async def handle(self, records: list[Record]) -> None:

@@ -63,6 +63,12 @@ class PerceptionSettings(BaseSettings):
     max_fetch_records: int = Field(
         default=16, ge=1, le=256, description="With newest_per_camera: records taken from the "
         "consumer at once, to skip among (the model still runs on at most max_batch_size).")
+    stream_forget_s: float = Field(
+        default=30.0, gt=0, le=3600, description="A camera stream silent this long loses its "
+        "tracker (its track ids start over if it comes back) [s].")
+    max_streams: int = Field(
+        default=256, ge=1, le=100_000, description="Camera streams tracked at once; beyond it "
+        "the longest silent is forgotten (a producer inventing camera ids cannot grow memory).")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
     max_pixels: int = Field(
         default=OPENCV_MAX_IMAGE_PIXELS, ge=64 * 64, le=OPENCV_MAX_IMAGE_PIXELS,

@@ -256,3 +256,28 @@ async def test_bad_frames_of_a_batch_fail_alone_each_with_its_own_error(
     assert dlq["6"]["dlq-error-message"] == "the detector choked on this image"
     assert all(h["dlq-error-message"].startswith(f"camera.frames[0]@{k}:")
                for k, h in dlq.items() if k != "6")
+
+
+def test_trackers_of_invented_or_silent_camera_streams_are_forgotten() -> None:
+    """A producer inventing camera ids cannot grow the service: beyond max_streams the longest
+    silent stream goes, and a stream silent for stream_forget_s goes too."""
+    built = build(Settings(), "localhost:9092",
+                  options=PerceptionSettings(max_streams=3, stream_forget_s=0.2),
+                  detector=tiny_detector())
+    service = built.service
+
+    def meta(camera: str) -> FrameMeta:
+        _, headers = frame(1, camera=camera)
+        return FrameMeta.from_headers([(k, v.encode()) for k, v in headers.items()])
+
+    first = service.camera(meta("cam0"))
+    for i in range(1, 10):
+        service.camera(meta(f"cam{i}"))
+    assert list(service.cameras) == ["svc/ego/cam7", "svc/ego/cam8", "svc/ego/cam9"]
+    assert built.runtime.registry.get_sample_value(
+        "roadstream_camera_streams_forgotten_total") == 7
+    assert service.camera(meta("cam9")) is service.cameras["svc/ego/cam9"]  # kept, not rebuilt
+    assert service.camera(meta("cam0")) is not first  # came back: a new tracker
+    time.sleep(0.3)  # all silent longer than stream_forget_s
+    service.camera(meta("cam5"))
+    assert list(service.cameras) == ["svc/ego/cam5"]
