@@ -46,7 +46,7 @@ from services.runtime.logs import kafka_client_loggers, rate_limit_loggers
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.security import faststream_security
 from services.runtime.subscription import BatchHandler, Handler, Subscriptions
-from services.runtime.tracing import Tracing
+from services.runtime.tracing import PROPAGATION_LOGGER, Tracing
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,9 @@ class ServiceRuntime:
             logger=logging.getLogger(f"roadstream.{name}"),
         )
         # An outage makes the Kafka client log each reconnect attempt and FastStream each
-        # retried record's traceback: once per kind and interval is enough to tell.
-        rate_limit_loggers([*kafka_client_loggers(), f"roadstream.{name}"])
+        # retried record's traceback, and a hostile producer's oversized traceparent headers
+        # make OpenTelemetry log each record: once per kind and interval is enough to tell.
+        rate_limit_loggers([*kafka_client_loggers(), f"roadstream.{name}", PROPAGATION_LOGGER])
         self.dead_letters = DeadLetters(name, self._publish_raw, self.metrics.dead_letters,
                                         self.emit, run_id,
                                         max_message_bytes=settings.max_message_bytes,

@@ -54,6 +54,10 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 TRACEPARENT = "traceparent"
+#: OpenTelemetry's propagator refuses (and logs) longer ones; W3C version 00 is 55 characters.
+MAX_TRACEPARENT_CHARS = 512
+#: The logger of that refusal: FastStream's consumer-side extraction still reaches it.
+PROPAGATION_LOGGER = "opentelemetry.trace.propagation.tracecontext"
 TRACES_PATH = "/v1/traces"
 INSTRUMENTATION = "roadstream"
 FLUSH_WAIT_S = 3.0  # longest a stopping service waits for its last spans to be exported [s]
@@ -106,8 +110,14 @@ def build_tracer_provider(service: str, settings: Settings, *,
 
 
 def context_from(traceparent: str | None) -> Context:
-    """The context whose (remote) parent is the span a `traceparent` names; empty if invalid."""
-    return _PROPAGATOR.extract({TRACEPARENT: traceparent}) if traceparent else Context()
+    """The context whose (remote) parent is the span a `traceparent` names; empty if invalid.
+
+    One longer than OpenTelemetry's limit is invalid without a word: the propagator would log
+    a warning for each, and a producer can send such a header on every frame.
+    """
+    if not traceparent or len(traceparent) > MAX_TRACEPARENT_CHARS:
+        return Context()
+    return _PROPAGATOR.extract({TRACEPARENT: traceparent})
 
 
 def traceparent_of(context: Context | None = None) -> str:

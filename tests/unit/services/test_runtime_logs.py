@@ -77,3 +77,20 @@ def test_the_kafka_client_loggers_get_one_filter_each() -> None:
     rate_limit_loggers(names)  # again: nothing added
     filters = logging.getLogger("aiokafka.conn").filters
     assert sum(isinstance(f, RateLimitFilter) for f in filters) == 1
+
+
+def test_hostile_traceparents_do_not_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """A producer can put an oversized traceparent on every frame: our extraction refuses it
+    without a word, and OpenTelemetry's own warning (FastStream's consumer-side extraction) is
+    rate-limited on every service runtime."""
+    from services.runtime.service import ServiceRuntime
+    from services.runtime.tracing import PROPAGATION_LOGGER, context_from
+    from services.settings import Settings
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(100):
+            assert not context_from("00-" + "a" * 10_000)
+    assert not caplog.records
+    ServiceRuntime("perception", Settings(), "127.0.0.1:9092")
+    filters = logging.getLogger(PROPAGATION_LOGGER).filters
+    assert sum(isinstance(f, RateLimitFilter) for f in filters) == 1
