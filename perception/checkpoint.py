@@ -289,7 +289,7 @@ def _package_detector(path: Path, *, builder: str | None, class_map: object, dev
                              "builder and class_map apply to plain weight files only")
     kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
     if kind not in ("auto", "cpu"):
-        raise ModelLoadError(f"model package {path} runs on the CPU (ONNX Runtime); device "
+        raise ModelLoadError(f"model package {path} runs on the CPU (ONNX Runtime or OpenVINO); device "
                              f"{device} was asked for")
     model, manifest = load_package(path, num_threads=num_threads)
     operating = manifest.operating_score

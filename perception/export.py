@@ -5,12 +5,26 @@ The package holds the convolutional core only (``perception.runtimes.FcosCore``,
 graph, in the torch code every runtime shares, so a package's results differ from the
 checkpoint's only by what the runtime computes differently in the core.
 
-int8 is post-training static quantisation with ``onnxruntime.quantization``: QDQ format,
-per-channel symmetric int8 weights, uint8 activations calibrated (min/max) on validation
-frames — never on held-out ones. ONNX Runtime rather than NNCF + OpenVINO: the int8 graph stays
-an ONNX file that the same runtime, the same session code and the same parity tests serve
-(one runtime fewer to ship and keep working), and ONNX Runtime's CUDA and TensorRT execution
-providers read the same QDQ graph on a GPU.
+Formats. ``onnx``: that graph, ``model.onnx``, served by ONNX Runtime. ``openvino``: the same
+ONNX graph converted by ``openvino.convert_model`` and saved as IR (``model.xml`` + ``model.bin``,
+fp32 weights: ``compress_to_fp16`` off), served by OpenVINO. Converting the ONNX file rather than
+tracing the torch core again keeps one exporter: both runtimes start from the same graph, and
+the OpenVINO package differs from the ONNX one only by its runtime.
+
+int8 is post-training static quantisation calibrated on validation frames — never on held-out
+ones — the same frames, drawn by the same code (``calibration_split``, ``calibration_inputs``),
+for both formats; each format has one quantiser, the one of its runtime:
+
+- ``onnx``: ``onnxruntime.quantization``: QDQ format, per-channel symmetric int8 weights, uint8
+  activations calibrated (min/max). ONNX Runtime's own tool rather than NNCF: the int8 graph
+  stays an ONNX file that the same runtime, the same session code and the same parity tests
+  serve, and ONNX Runtime's CUDA and TensorRT execution providers read the same QDQ graph.
+- ``openvino``: ``nncf.quantize`` on the fp32 IR (performance preset: per-channel symmetric
+  int8 weights, per-tensor symmetric activations from the mean of each frame's min/max, fast
+  bias correction). NNCF rather than converting the ONNX Runtime QDQ graph: it places its
+  FakeQuantize operations by the OpenVINO CPU plugin's own hardware configuration (which
+  operations the plugin runs in int8 and fuses), and corrects the bias the rounding shifts; a
+  QDQ graph converted to IR keeps ONNX Runtime's placement.
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from perception.data_memory import MemoryDataset, load_split
 from perception.dataset import NATIVE_SIZE, build_dataset, load_coco
 from perception.eval_run import DEFAULT_HELDOUT_IMAGES, evaluate_on, heldout_split
 from perception.packages import (
+    FORMATS,
     MANIFEST,
     MODEL_FILES,
     PACKAGE_FORMAT,
@@ -43,6 +58,7 @@ from perception.packages import (
     PackageManifest,
     file_sha256,
     load_package,
+    model_files_record,
 )
 from perception.runtimes import HEAD_OUTPUTS, INPUT_NAME, FcosCore, SplitModel
 
@@ -103,7 +119,7 @@ def calibration_split(data_dir: str | Path | None, frames: int, seed: int, image
         data, scenes = _frames_of(val_json, image_size, [int(i) for i in pick])
         source, digest = str(val_json), file_sha256(val_json)
     record = {"split": "val", "source": source, "source_sha256": digest, "frames": len(data),
-              "seed": seed if data_dir is not None else None, "method": "minmax",
+              "seed": seed if data_dir is not None else None,
               "conditions": {c: data.conditions.count(c) for c in sorted(set(data.conditions))},
               "frame_list": scenes}
     return data, record
@@ -122,6 +138,17 @@ def _frames_of(json_path: Path, image_size: tuple[int, int], pick: list[int] | N
     return data, [{k: entries[i][k] for k in keys if k in entries[i]} for i in idx]
 
 
+def calibration_inputs(model: FCOS, data: MemoryDataset) -> list[np.ndarray]:
+    """``data``'s frames as the core receives them: ``[1, 3, H, W]`` float32, normalised and
+    resized by ``model``'s own transform (the inputs every quantiser calibrates on)."""
+    inputs = []
+    with torch.inference_mode():
+        for i in range(len(data)):
+            image_list, _ = model.transform([data.images[i].float().div_(255.0)])
+            inputs.append(image_list.tensors.numpy().astype(np.float32))
+    return inputs
+
+
 class _Frames:
     """``onnxruntime.quantization.CalibrationDataReader`` over normalised model inputs."""
 
@@ -133,16 +160,12 @@ class _Frames:
         return None if x is None else {INPUT_NAME: x}
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, model: FCOS, data: MemoryDataset) -> None:
-    """Static QDQ int8 of ``fp32_path`` → ``out_path``, calibrated on ``data``'s frames."""
+def quantize_onnx_int8(fp32_path: Path, out_path: Path, inputs: list[np.ndarray]) -> dict[str, str]:
+    """Static QDQ int8 of ``fp32_path`` → ``out_path``, calibrated on ``inputs``; its record."""
+    import onnxruntime
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    inputs = []
-    with torch.inference_mode():
-        for i in range(len(data)):
-            image_list, _ = model.transform([data.images[i].float().div_(255.0)])
-            inputs.append(image_list.tensors.numpy().astype(np.float32))
     pre = out_path.with_name("pre.onnx")
     quant_pre_process(str(fp32_path), str(pre))
     # The quantiser warns on the root logger for every 1-D tensor it cannot split per channel
@@ -157,6 +180,57 @@ def quantize_int8(fp32_path: Path, out_path: Path, model: FCOS, data: MemoryData
     finally:
         logging.disable(logging.NOTSET)
     pre.unlink()
+    return {"method": "minmax", "quantiser": f"onnxruntime.quantization {onnxruntime.__version__}",
+            "scheme": "QDQ; per-channel symmetric int8 weights; per-tensor uint8 activations",
+            "why": "the runtime's own quantiser: the int8 graph stays an ONNX file served by the "
+                   "same runtime, and ONNX Runtime's CUDA and TensorRT providers read QDQ"}
+
+
+def quantize_openvino_int8(model: Any, inputs: list[np.ndarray]) -> tuple[Any, dict[str, str]]:
+    """``nncf.quantize`` of the fp32 ``openvino.Model`` ``model`` on ``inputs``; the int8 model
+    and its record."""
+    # NNCF imports torch's extension builder, which warns that this host has no CUDA runtime.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    import nncf
+
+    # NNCF logs each step and draws progress bars; a CLI command prints only its result.
+    nncf.set_log_level(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantized = nncf.quantize(model, nncf.Dataset(inputs), preset=nncf.QuantizationPreset.PERFORMANCE,
+                                  target_device=nncf.TargetDevice.CPU, subset_size=len(inputs))
+    return quantized, {
+        "method": "mean_minmax", "quantiser": f"nncf {nncf.__version__}",
+        "scheme": "FakeQuantize; per-channel symmetric int8 weights; per-tensor symmetric "
+                  "activations (mean of each frame's min/max); fast bias correction",
+        "why": "OpenVINO's own quantiser: it places int8 by the CPU plugin's hardware "
+               "configuration and corrects the bias rounding shifts; a converted ONNX Runtime "
+               "QDQ graph would keep ONNX Runtime's placement"}
+
+
+def convert_openvino(onnx_path: Path, xml_path: Path, *, inputs: list[np.ndarray] | None = None
+                     ) -> dict[str, str] | None:
+    """The ONNX core at ``onnx_path`` as OpenVINO IR at ``xml_path`` (``.bin`` beside it), fp32
+    weights; with ``inputs``, quantised to int8 on them first. Returns the quantiser's record
+    (``None`` for fp32)."""
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    record = None
+    if inputs is not None:
+        model, record = quantize_openvino_int8(model, inputs)
+    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    return record
+
+
+def _runtime_version(fmt: str) -> str:
+    """The manifest's ``runtime``: the serving runtime's name and version at export."""
+    if fmt == "openvino":
+        import openvino
+
+        return f"openvino {openvino.__version__}"
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"
 
 
 def export_package(
@@ -183,8 +257,8 @@ def export_package(
     ``ModelLoadError`` for a bad checkpoint.
     """
     report = progress or (lambda _stage: None)
-    if fmt != "onnx":
-        raise ValueError(f"format {fmt!r} cannot be exported; known: onnx")
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} cannot be exported; known: {', '.join(FORMATS)}")
     target = Path(out)
     if target.exists():
         raise FileExistsError(f"{target} exists; choose a new folder for the package")
@@ -200,25 +274,34 @@ def export_package(
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        model_path = work / MODEL_FILES[fmt]
+        names = MODEL_FILES[fmt]
+        onnx_path = work / names[0] if fmt == "onnx" and not int8 else work / "core.onnx"
         report("export")
-        opset = export_onnx(model, work / "fp32.onnx" if int8 else model_path, ckpt.spec.image_size)
-        calibration = None
+        opset = export_onnx(model, onnx_path, ckpt.spec.image_size)
+        calibration: dict[str, Any] | None = None
+        inputs: list[np.ndarray] | None = None
         if int8:
             report("calibrate")
             calib, calibration = calibration_split(calib_data, calib_frames, calib_seed,
                                                    ckpt.spec.image_size, workers=workers)
+            inputs = calibration_inputs(model, calib)
+        quantiser: dict[str, str] | None = None
+        if fmt == "openvino":
+            report("convert" if inputs is None else "convert + quantize")
+            quantiser = convert_openvino(onnx_path, work / names[0], inputs=inputs)
+        elif inputs is not None:
             report("quantize")
-            quantize_int8(work / "fp32.onnx", model_path, model, calib)
-            (work / "fp32.onnx").unlink()
-        import onnxruntime
-
+            quantiser = quantize_onnx_int8(onnx_path, work / names[0], inputs)
+        if calibration is not None and quantiser is not None:
+            calibration.update(quantiser)
+        if onnx_path.name not in names:
+            onnx_path.unlink()
+        converted = {"converted_from": "onnx"} if fmt == "openvino" else {}
         data: dict[str, Any] = {
             "format": PACKAGE_FORMAT, "format_version": PACKAGE_VERSION,
             "model_version": f"{ckpt.model_version}-{fmt}-{precision}",
-            "model": {"format": fmt, "precision": precision, "file": model_path.name,
-                      "sha256": file_sha256(model_path), "bytes": model_path.stat().st_size,
-                      "runtime": f"onnxruntime {onnxruntime.__version__}", "opset": opset,
+            "model": {"format": fmt, "precision": precision, **model_files_record(work, names),
+                      "runtime": _runtime_version(fmt), "opset": opset, **converted,
                       "graph": "convolutional core (backbone + FPN + head); pre/post-processing "
                                "in perception.runtimes.SplitModel"},
             "source": {"checkpoint": source.name, "sha256": file_sha256(source),

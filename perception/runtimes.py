@@ -1,4 +1,4 @@
-"""One detector interface, several runtimes: the convolutional core runs in torch or ONNX Runtime.
+"""One detector interface, several runtimes: the core runs in torch, ONNX Runtime or OpenVINO.
 
 An FCOS detector splits into three parts:
 
@@ -22,9 +22,11 @@ they take the model itself.
 from __future__ import annotations
 
 import copy
+import threading
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import FCOS
@@ -37,7 +39,7 @@ HeadOutputs = tuple[Tensor, Tensor, Tensor]
 class Runtime(Protocol):
     """Runs the convolutional core of an FCOS detector (see the module docstring)."""
 
-    name: str  # "torch", "onnxruntime"
+    name: str  # "torch", "onnxruntime", "openvino"
 
     def run(self, images: Tensor) -> HeadOutputs:
         """Head outputs for a normalised ``[N, 3, H, W]`` float batch."""
@@ -115,12 +117,64 @@ class OrtRuntime:
         return torch.from_numpy(cls_logits), torch.from_numpy(regression), torch.from_numpy(ctrness)
 
 
+class OvRuntime:
+    """The core in OpenVINO on the CPU (an fp32 IR, or an int8 IR quantised by NNCF).
+
+    ``path``: the IR's ``.xml`` (its weights, the ``.bin`` of the same stem, are read from beside
+    it). Compiled for the ``CPU`` device with the latency hint (one stream: a call uses every
+    thread it is given) and ``num_threads`` as ``INFERENCE_NUM_THREADS`` (``None``: OpenVINO's
+    default, every core). The inference precision is pinned to f32: on CPUs with bf16 or AMX
+    units OpenVINO would otherwise run an fp32 IR in bf16, and a package's precision is its
+    manifest's, not the host's (an int8 IR still runs its quantised layers in int8).
+    One infer request, serialised by a lock: a call at a time, like a single-stream latency
+    configuration. Raises ``ValueError`` naming the file when it is missing, unreadable or not a
+    model of the core's contract.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+        import openvino as ov  # a package dependency, imported when a package is opened
+
+        self.path = Path(path)
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError (or its own types) for a bad file
+            raise ValueError(f"OpenVINO model {path} cannot be opened: {exc}") from exc
+        inputs = [sorted(i.get_names()) for i in model.inputs]
+        outputs = [sorted(o.get_names()) for o in model.outputs]
+        named = {name for names in outputs for name in names}
+        if inputs != [[INPUT_NAME]] or len(outputs) != len(HEAD_OUTPUTS) or not named >= set(HEAD_OUTPUTS):
+            raise ValueError(f"OpenVINO model {path} has inputs {inputs} and outputs {outputs}; "
+                             f"expected [{INPUT_NAME!r}] and {list(HEAD_OUTPUTS)}")
+        config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if num_threads is not None:
+            config["INFERENCE_NUM_THREADS"] = int(num_threads)
+        try:
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ValueError(f"OpenVINO model {path} cannot be compiled for the CPU: {exc}") from exc
+        self._outputs = [self.compiled.output(name) for name in HEAD_OUTPUTS]
+        self._request = self.compiled.create_infer_request()
+        self._lock = threading.Lock()
+
+    def run(self, images: Tensor) -> HeadOutputs:
+        """Head outputs as CPU float32 tensors (copies: the request reuses its output buffers)."""
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        with self._lock:
+            result = self._request.infer({INPUT_NAME: array})
+            cls_logits, regression, ctrness = (torch.from_numpy(np.array(result[o], copy=True))
+                                               for o in self._outputs)
+        return cls_logits, regression, ctrness
+
+
 class SplitModel(nn.Module):
     """An FCOS detector whose core runs in ``runtime``, pre/post-processing in torch.
 
     ``model`` provides the transform, anchors and post-processing (its score floor, NMS
-    threshold, top-k and detections per image); with an ONNX runtime its backbone and head are
-    never run. Contract: ``perception.model``'s, eval mode only.
+    threshold, top-k and detections per image); with an ONNX Runtime or OpenVINO runtime its
+    backbone and head are never run. Contract: ``perception.model``'s, eval mode only.
     """
 
     def __init__(self, model: FCOS, runtime: Runtime) -> None:

@@ -86,16 +86,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(
-        "export", help="export a checkpoint as a model package (ONNX, fp32 or int8)",
-        description="Write a self-contained model package: DIR/model.onnx (the convolutional core; "
-                    "resize/normalise and FCOS decode + NMS run in the shared torch code) and "
+        "export", help="export a checkpoint as a model package (ONNX or OpenVINO, fp32 or int8)",
+        description="Write a self-contained model package: the convolutional core (DIR/model.onnx, "
+                    "or DIR/model.xml + model.bin for --format openvino; resize/normalise and FCOS "
+                    "decode + NMS run in the shared torch code) and "
                     "DIR/manifest.json (version, source sha256, format, precision, input size, "
                     "classes, calibration data, and the package's own held-out evaluation). "
-                    "--int8: post-training static quantisation (ONNX Runtime, QDQ, per-channel "
-                    "weights) calibrated on validation frames.")
+                    "--int8: post-training static quantisation calibrated on validation frames "
+                    "(onnx: ONNX Runtime, QDQ; openvino: NNCF).")
     p.add_argument("--weights", type=Path, default=None, metavar="PATH",
                    help="detector checkpoint (default: the shipped weights)")
-    p.add_argument("--format", dest="fmt", choices=("onnx",), default="onnx", help="package format (onnx)")
+    p.add_argument("--format", dest="fmt", choices=("onnx", "openvino"), default="onnx",
+                   help="package format: onnx (ONNX Runtime) or openvino (OpenVINO IR) (onnx)")
     p.add_argument("--int8", action="store_true", help="quantise to int8 (else fp32)")
     p.add_argument("--calib-frames", type=int, default=None, metavar="N",
                    help="with --int8: validation frames to calibrate on (64)")

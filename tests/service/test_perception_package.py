@@ -18,10 +18,10 @@ from services.settings import Settings
 from tests.service.test_perception_service import frame
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("package") / "fp32"
-    export_package(DEFAULT_WEIGHTS, out, evaluate=False)
+@pytest.fixture(scope="module", params=["onnx", "openvino"])
+def package(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("package") / f"{request.param}-fp32"
+    export_package(DEFAULT_WEIGHTS, out, fmt=request.param, evaluate=False)
     return out
 
 
@@ -43,6 +43,6 @@ async def test_a_package_from_the_environment_serves_and_names_itself(
             await br.publish(value, topic="camera.frames", key=b"ego/front", headers=headers)
 
     version = read_manifest(package).model_version
-    assert version.endswith("-onnx-fp32")
+    assert version.endswith(f"-{package.name}")
     assert [(o.source.seq, o.model_version) for o in out] == [(1, version), (2, version)]
     assert service.ready()["model_version"] == version

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -107,3 +109,78 @@ def test_cli_export_rejects_calibration_options_without_int8(tmp_path: Path,
     assert main(["export", "--out", str(tmp_path / "p"), "--calib-frames", "8"]) == 1
     assert "--calib-frames and --calib-data apply to --int8 only" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_openvino_manifest_hashes_both_files_as_documented(ov_fp32_package: Path,
+                                                           fp32_package: Path) -> None:
+    names = sorted(p.name for p in ov_fp32_package.iterdir())
+    assert names == ["manifest.json", "model.bin", "model.xml"]
+    m = read_manifest(ov_fp32_package).data
+    assert m["model_version"].endswith("-openvino-fp32")
+    assert m["source"] == read_manifest(fp32_package).data["source"]
+    model = m["model"]
+    assert (model["format"], model["precision"], model["file"]) == ("openvino", "fp32", "model.xml")
+    assert model["runtime"].startswith("openvino 2")
+    assert model["converted_from"] == "onnx"
+    digests = {n: file_sha256(ov_fp32_package / n) for n in ("model.xml", "model.bin")}
+    assert model["files"] == digests
+    # The documented rule: `sha256sum model.bin model.xml | sha256sum`.
+    listing = f"{digests['model.bin']}  model.bin\n{digests['model.xml']}  model.xml\n"
+    assert model["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
+    assert model["bytes"] == sum((ov_fp32_package / n).stat().st_size for n in digests)
+
+
+def test_both_int8_formats_calibrate_on_the_same_frames_with_their_own_quantiser(
+        ov_int8_package: Path, int8_package: Path) -> None:
+    ov = read_manifest(ov_int8_package).data
+    ort = read_manifest(int8_package).data
+    assert ov["model_version"].endswith("-openvino-int8")
+    assert ov["calibration"]["frame_list"] == ort["calibration"]["frame_list"]
+    assert len(ov["calibration"]["frame_list"]) == TEST_CALIB_FRAMES
+    assert ov["calibration"]["quantiser"].startswith("nncf ")
+    assert ort["calibration"]["quantiser"].startswith("onnxruntime.quantization ")
+    assert ov["calibration"]["why"].startswith("OpenVINO's own quantiser")
+    assert ort["calibration"]["why"].startswith("the runtime's own quantiser")
+
+
+def test_round_trip_eval_of_the_openvino_package_gives_the_manifests_figures(
+        ov_fp32_package: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recorded = read_manifest(ov_fp32_package).data["evaluation"]
+    assert (recorded["data"], recorded["num_images"]) == (str(FIXTURE), 40)
+    capsys.readouterr()
+    assert main(["eval", "--model", str(ov_fp32_package), "--data", str(FIXTURE), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["model"]["format"], result["model"]["precision"]) == ("openvino", "fp32")
+    for key in ("map50", "map50_95", "per_class", "per_condition", "num_predictions"):
+        assert result[key] == recorded[key], key
+    assert abs(recorded["map50"] - recorded["source"]["map50"]) <= 0.005
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model.xml"])
+def test_a_changed_openvino_file_is_refused_by_name(ov_fp32_package: Path, tmp_path: Path,
+                                                    name: str) -> None:
+    copy = tmp_path / "pkg"
+    shutil.copytree(ov_fp32_package, copy)
+    with (copy / name).open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelLoadError, match=rf"{re.escape(name)} has sha256 .* the file was changed"):
+        load_detector(copy, device="cpu")
+    (copy / name).unlink()
+    with pytest.raises(ModelLoadError, match=rf"model file {re.escape(name)} is missing"):
+        load_detector(copy, device="cpu")
+
+
+def test_a_manifest_whose_digest_is_not_its_files_is_refused(ov_fp32_package: Path,
+                                                             tmp_path: Path) -> None:
+    copy = tmp_path / "pkg"
+    shutil.copytree(ov_fp32_package, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    data["model"]["sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match=r"model\.sha256 is not the digest of model\.files"):
+        load_detector(copy, device="cpu")
+
+
+def test_export_refuses_an_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="format 'tflite' cannot be exported; known: onnx, openvino"):
+        export_package(DEFAULT_WEIGHTS, tmp_path / "pkg", fmt="tflite", evaluate=False)

@@ -40,6 +40,19 @@ def test_compare_counts_the_cores_flops_and_reads_accuracy_from_the_manifest(fp3
     assert torch_row["accuracy"]["map50"] == evaluation["source"]["map50"]
 
 
+def test_compare_takes_an_openvino_package_as_it_is(ov_fp32_package: Path) -> None:
+    frame = cv2.imread(str(sorted((FIXTURE / "test").glob("*.jpg"))[0]))
+    assert frame is not None
+    frames = [frame]
+    ticks = count()
+    (row,) = compare_models([ov_fp32_package], frames, threads=1, rounds=1, runs=2,
+                            clock=lambda: 0.01 * next(ticks))
+    assert (row["runtime"], row["precision"]) == ("openvino", "fp32")
+    assert row["model_version"].endswith("-openvino-fp32")
+    assert row["gflop_per_frame"] == pytest.approx(3.0, abs=0.01)
+    assert row["accuracy"]["map50"] == read_manifest(ov_fp32_package).data["evaluation"]["map50"]
+
+
 def test_compare_needs_models_and_frames() -> None:
     with pytest.raises(ValueError, match="at least one model and one frame"):
         compare_models([], [])
