@@ -19,7 +19,11 @@ and each entry::
                  operating point (``{}`` when it has none)
     model_card   absolute path of the model card (Markdown), or null
     created_utc, promoted_utc   ISO 8601 UTC instants (promoted: last made production, or null)
-    history      [{at_utc, stage, from, reason}, ...]: every stage change, oldest first
+    history      [{at_utc, stage, from, reason}, ...]: every stage change, oldest first (a
+                 promotion below the floors made anyway also holds ``override``: its reason
+                 and the floors missed); a shadow report recorded is noted without a change
+    shadow       (optional) the last shadow comparison recorded (``record_shadow``): frames,
+                 matched boxes, recall, precision, agreement with the production named in it
 
 The registry records where an artifact is; it never copies it, so a path must stay valid (and
 be reachable from the perception services it is deployed to). Every write replaces the index
@@ -223,11 +227,14 @@ class ModelRegistry:
                 self._move(entry, "archived", now, "registered as archived")
             return dict(entry)
 
-    def promote(self, version: str) -> tuple[dict[str, Any], str | None]:
+    def promote(self, version: str, *, override: Mapping[str, Any] | None = None
+                ) -> tuple[dict[str, Any], str | None]:
         """Make ``version`` production: ``(its entry, the version archived, or None)``.
 
         The previous production is archived. Promoting the version already in production
         changes nothing, so a promotion can be repeated (e.g. to publish its deployment again).
+        ``override``: a promotion made below the floors (``perception.promotion``) anyway: its
+        reason and the floors missed, kept in the history record of the promotion.
         """
         with self._change() as index:
             entry = self._entry(index, version)
@@ -235,8 +242,27 @@ class ModelRegistry:
                 return dict(entry), None
             before = next((e["version"] for e in index["models"].values()
                            if e["stage"] == "production"), None)
-            self._make_production(index, version, _stamp(self._clock()), "promoted")
+            reason = "promoted" if override is None else (
+                f"promoted with override: {override.get('reason', '')}")
+            self._make_production(index, version, _stamp(self._clock()), reason)
+            if override is not None:
+                entry["history"][-1]["override"] = dict(override)
             return dict(entry), before
+
+    def record_shadow(self, version: str, report: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep ``report`` (a combined shadow comparison) as ``version``'s ``shadow``; the entry.
+
+        It replaces the one recorded before; the history notes it without a stage change.
+        """
+        with self._change() as index:
+            entry = self._entry(index, version)
+            now = _stamp(self._clock())
+            entry["shadow"] = {**report, "recorded_utc": now}
+            entry["history"].append({
+                "at_utc": now, "stage": entry["stage"], "from": entry["stage"],
+                "reason": f"shadow report recorded: agreement {report.get('agreement')} over "
+                          f"{report.get('frames')} frames"})
+            return dict(entry)
 
     def rollback(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Restore the production before the current one: ``(restored, rolled back)``.

@@ -1,7 +1,11 @@
 """Shadow comparison: how far a candidate model agrees with production on the same frames.
 
 A candidate in shadow sees the frames production serves; for each frame the comparator matches
-the candidate's boxes to production's, one to one, greedily by the candidate's score: a
+the candidate's detections to production's, each model's at its own calibrated operating score
+(``at_operating_score``) and before tracking: the models are compared, not the trackers' state
+(the shadow's trackers start when it starts and see only the frames it ran on, which would
+count as disagreement of two identical models). Matching is one to one, greedily by the
+candidate's score: a
 candidate box matches a production box of the same class at IoU ≥ 0.5
 (``perception.operating_point.match_scores``, the rule the operating point is calibrated
 with; production's boxes take the place of ground truth). Production is the reference, not the
@@ -33,6 +37,7 @@ import numpy as np
 from common.classes import CLASS_NAMES
 from perception.detections import Detections
 from perception.operating_point import MATCH_IOU, match_scores
+from perception.tracking import TrackerConfig
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,14 @@ def match_frame(production: Detections, shadow: Detections) -> FrameMatch:
     return FrameMatch(production=_per_class(production.class_ids),
                       shadow=_per_class(shadow.class_ids),
                       matched=_per_class(shadow.class_ids, hits))
+
+
+def at_operating_score(detections: Detections, operating_score: float | None) -> Detections:
+    """The detections a model stands by: those scoring at least its calibrated operating score
+    (``perception.operating_point``; the tracker's default birth threshold when it has none)."""
+    floor = TrackerConfig().high_thresh if operating_score is None else operating_score
+    keep = detections.scores >= floor
+    return Detections(detections.boxes[keep], detections.class_ids[keep], detections.scores[keep])
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -144,3 +157,33 @@ class ShadowComparator:
             d.clear()
         self.production_ms.clear()
         self.shadow_ms.clear()
+
+
+def combine_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Several windows' summaries (``ShadowComparator.summary``) as one, over all their frames.
+
+    Counts add up and the ratios are computed again from the sums (not averaged); latency is
+    each window's mean weighted by its frames (the 95th percentiles cannot be combined and are
+    left out). ``ValueError`` when ``reports`` is empty.
+    """
+    if not reports:
+        raise ValueError("no shadow reports to combine")
+    total = ShadowComparator()
+    for report in reports:
+        total.frames += int(report["frames"])
+        total.frames_skipped += int(report["frames_skipped"])
+        for name, row in report["per_class"].items():
+            for bucket, key in ((total.production_boxes, "production_boxes"),
+                                (total.shadow_boxes, "shadow_boxes"), (total.matched, "matched")):
+                bucket[name] = bucket.get(name, 0) + int(row[key])
+    out = total.summary()
+
+    def weighted(model: str) -> float | None:
+        pairs = [(r["latency"][model]["mean_ms"], r["frames"]) for r in reports
+                 if r["latency"][model]["mean_ms"] is not None and r["frames"]]
+        n = sum(f for _, f in pairs)
+        return round(sum(m * f for m, f in pairs) / n, 3) if n else None
+
+    out["latency"] = {m: {"mean_ms": weighted(m)} for m in ("production", "shadow")}
+    out["reports"] = len(reports)
+    return out

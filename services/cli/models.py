@@ -1,9 +1,12 @@
-"""`roadstream models list | show | register | promote | rollback`: the model registry.
+"""`roadstream models list | show | register | promote | rollback | shadow | shadow-report`.
 
 The registry itself is pure code (``perception.registry``); these commands read and change it,
 and print what they did. ``promote`` and ``rollback`` then publish the new production on
 ``model.deployments`` when a broker is configured (``ROADSTREAM_BOOTSTRAP_SERVERS``), and every
-running perception service swaps to it; ``--no-publish`` changes the registry only. The
+running perception service swaps to it; ``--no-publish`` changes the registry only. ``promote``
+refuses a version below the promotion floors (services/cli/promotion.py) unless
+``--override REASON``. ``shadow`` runs a version beside production; ``shadow-report`` records
+its audited comparison into its entry. The
 registry's folder is ``--registry DIR``, else ``ROADSTREAM_MODEL_REGISTRY_DIR`` (default
 ``registry/`` in the working directory). docs/models.md describes the stages.
 """
@@ -16,18 +19,28 @@ import time
 from pathlib import Path
 from typing import Any
 
+from perception.promotion import below_floors
 from perception.registry import STAGES, ModelRegistry, RegistryError
+from perception.shadow import combine_reports
 from services.broker.clients import wait_for_brokers
 from services.broker.producers import open_producer
 from services.cli.common import CommandError, emit, run_async, settings_from
-from services.messages import MODEL_DEPLOYMENTS, DeploymentAction, ModelDeployment
+from services.cli.promotion import load_floors, override_event, publish_override, shadow_reports
+from services.messages import (
+    MODEL_DEPLOYMENTS,
+    SAFETY_EVENTS,
+    DeploymentAction,
+    ModelDeployment,
+    SafetyEvent,
+)
+from services.runtime.events import MODEL_PROMOTION_OVERRIDE
 from services.settings import Settings
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `models` and its subcommands."""
     p = sub.add_parser(
-        "models", help="the model registry: list, show, register, promote, rollback",
+        "models", help="the model registry: list, show, register, promote, rollback, shadow",
         description="Detector versions known to the registry (ROADSTREAM_MODEL_REGISTRY_DIR, "
                     "default registry/), their stage (candidate, production, archived), "
                     "sha256, metrics and model card. `promote` makes a version production and "
@@ -65,11 +78,42 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     s = msub.add_parser(
         "promote", help="make VERSION production (the previous production is archived)",
         description="Make VERSION the production model; the previous production is archived. "
-                    "Promoting the current production again changes nothing in the registry.")
+                    "Promoting the current production again changes nothing in the registry. "
+                    "A version below the promotion floors (ROADSTREAM_PROMOTION_MIN_MAP50, "
+                    "_MIN_SHADOW_AGREEMENT, _MIN_SHADOW_FRAMES; docs/models.md) is refused "
+                    "unless --override REASON, which is recorded in its history and raised as "
+                    "a model_promotion_override event.")
     s.add_argument("version", metavar="VERSION", help="a registered model version")
+    s.add_argument("--override", default=None, metavar="REASON",
+                   help="promote even below the floors, for this reason (audited)")
     _publish_flag(s)
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=cmd_promote)
+
+    s = msub.add_parser(
+        "shadow", help="run VERSION beside production on the same frames (or --stop it)",
+        description="Publish a `shadow` deployment: every running perception service loads "
+                    "VERSION beside its production model, runs it on the frames production "
+                    "served, publishes its results on perception.objects.shadow (planning "
+                    "ignores them) and raises model_shadow_report events comparing the two. "
+                    "--stop ends it. Needs ROADSTREAM_BOOTSTRAP_SERVERS.")
+    s.add_argument("version", metavar="VERSION", help="a registered model version")
+    s.add_argument("--stop", action="store_true", help="stop shadowing VERSION")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+    s.set_defaults(func=cmd_shadow)
+
+    s = msub.add_parser(
+        "shadow-report", help="record VERSION's audited shadow reports into its entry",
+        description="Read every audited model_shadow_report of VERSION (by its sha256) from "
+                    "the audit trail, combine them (counts summed, ratios recomputed) and "
+                    "record the result as the entry's `shadow`, which `promote` checks against "
+                    "the shadow agreement floor. Only reports against the current production "
+                    "count.")
+    s.add_argument("version", metavar="VERSION", help="a registered model version")
+    s.add_argument("--url", default=None, help="the audit database (default ROADSTREAM_AUDIT_URL "
+                   "or sqlite:///runs/audit.db)")
+    s.add_argument("--json", action="store_true", help="print the recorded report as JSON")
+    s.set_defaults(func=cmd_shadow_report)
 
     s = msub.add_parser(
         "rollback", help="restore the previous production version",
@@ -205,15 +249,109 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    """Promote a version to production."""
+    """Promote a version to production, if it reaches the floors or is overridden."""
+    registry = registry_of(args)
     try:
-        entry, archived = registry_of(args).promote(args.version)
+        candidate, production = registry.get(args.version), registry.production()
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+    failures = below_floors(candidate, load_floors(), production)
+    override = None
+    audited = "no override"
+    if failures:
+        if not args.override:
+            raise CommandError(f"{args.version} is below the promotion floors: "
+                               f"{'; '.join(failures)}; nothing changed (--override REASON to "
+                               "promote anyway, audited)")
+        override = {"reason": args.override, "below_floors": failures}
+        audited = _audit_override(args, override_event(candidate, production, args.override,
+                                                       failures))
+    try:
+        entry, archived = registry.promote(args.version, override=override)
     except RegistryError as exc:
         raise CommandError(str(exc)) from None
     published = _deploy(args, entry, DeploymentAction.PROMOTE)
     text = f"{entry['version']} is production" + (f"; {archived} archived" if archived else "")
-    emit({"production": entry, "archived": archived, "deployment": published},
+    if override is not None:
+        text += f"; below the floors, overridden ({args.override}): {audited}"
+    emit({"production": entry, "archived": archived, "deployment": published,
+          "override": override, "override_event": audited if override else None},
          as_json=args.json, text=f"{text}; {published}")
+    return 0
+
+
+def _audit_override(args: argparse.Namespace, event: SafetyEvent) -> str:
+    """Publish the override event before anything changes; what happened, for the output.
+
+    With a broker configured (``--no-publish`` or not: that flag is about the deployment), a
+    promotion whose override cannot be audited does not happen. Without one, the registry's
+    history is its only record.
+    """
+    settings = settings_from(args)
+    if settings.embedded:
+        return ("recorded in the registry history only (no ROADSTREAM_BOOTSTRAP_SERVERS to "
+                "publish the event on)")
+    try:
+        run_async(publish_override(settings, event))
+    except Exception as exc:  # any client failure: refuse rather than promote unaudited
+        raise CommandError(f"the override of {event.details['version']} could not be published "
+                           f"to {SAFETY_EVENTS.name} on {settings.bootstrap_servers} "
+                           f"({type(exc).__name__}: {exc}); nothing changed") from None
+    return f"{MODEL_PROMOTION_OVERRIDE} event {event.event_id} published on {SAFETY_EVENTS.name}"
+
+
+def cmd_shadow(args: argparse.Namespace) -> int:
+    """Publish a shadow (or shadow_stop) deployment of a version."""
+    try:
+        entry = registry_of(args).get(args.version)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+    settings = settings_from(args)
+    if settings.embedded:
+        raise CommandError(f"no ROADSTREAM_BOOTSTRAP_SERVERS: nowhere to publish the shadow "
+                           f"deployment of {args.version}")
+    action = DeploymentAction.SHADOW_STOP if args.stop else DeploymentAction.SHADOW
+    try:
+        run_async(publish_deployment(settings, deployment_of(entry, action)))
+    except Exception as exc:  # any client failure
+        raise CommandError(f"the {action.value} deployment of {args.version} was not published "
+                           f"to {settings.bootstrap_servers} ({type(exc).__name__}: {exc})"
+                           ) from None
+    emit({"version": entry["version"], "action": action.value,
+          "deployment": f"published on {MODEL_DEPLOYMENTS.name}"}, as_json=args.json,
+         text=f"{action.value} of {entry['version']} published on {MODEL_DEPLOYMENTS.name}")
+    return 0
+
+
+def cmd_shadow_report(args: argparse.Namespace) -> int:
+    """Combine a version's audited shadow reports against the production and record them."""
+    registry = registry_of(args)
+    try:
+        entry, production = registry.get(args.version), registry.production()
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+    if production is None:
+        raise CommandError(f"registry {registry.root} has no production: a shadow report "
+                           f"compares {args.version} with one")
+    reports = [r for r in shadow_reports(args.url, entry["version"], entry["sha256"])
+               if (r.get("production") or {}).get("sha256") == production["sha256"]]
+    if not reports:
+        raise CommandError(f"the audit trail holds no model_shadow_report of {args.version} "
+                           f"(sha256 {entry['sha256'][:12]}…) against the production "
+                           f"{production['version']}")
+    combined = {**combine_reports(reports),
+                "production": {"version": production["version"], "sha256": production["sha256"]},
+                "shadow": {"version": entry["version"], "sha256": entry["sha256"]}}
+    try:
+        registry.record_shadow(args.version, combined)
+    except RegistryError as exc:
+        raise CommandError(str(exc)) from None
+    emit(combined, as_json=args.json,
+         text=f"{args.version} against {production['version']}: agreement "
+              f"{combined['agreement']}, recall {combined['recall']}, precision "
+              f"{combined['precision']} over {combined['frames']} frames "
+              f"({combined['reports']} reports, {combined['frames_skipped']} frames skipped); "
+              "recorded")
     return 0
 
 

@@ -115,6 +115,7 @@ JSON_EXAMPLES = {
     "vehicle.state": vehicle_state,
     "sim.ground_truth": ground_truth,
     "perception.objects": perception_objects,
+    "perception.objects.shadow": perception_objects,
     "planning.trajectory": planning_trajectory,
     "vehicle.control": vehicle_control,
     "safety.events": safety_event,

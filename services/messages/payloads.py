@@ -290,10 +290,20 @@ class SafetyEvent(Payload):
 
 
 class DeploymentAction(StrEnum):
-    """Why a deployment command was issued."""
+    """Why a deployment command was issued (`shadow` and `shadow_stop` since schema version 2)."""
 
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    #: Run the version beside production on the same frames, publishing on
+    #: `perception.objects.shadow`; production keeps serving (docs/models.md).
+    SHADOW = "shadow"
+    #: Stop the shadow named by version and sha256 (a service shadowing another ignores it).
+    SHADOW_STOP = "shadow_stop"
+
+
+#: Revision of `model.deployments`: 2 added the actions `shadow` and `shadow_stop` (a consumer of
+#: version 1 refuses them, and so never serves a shadow candidate as production).
+MODEL_DEPLOYMENTS_SCHEMA_VERSION = 2
 
 
 class ModelDeployment(Payload):
@@ -302,8 +312,11 @@ class ModelDeployment(Payload):
     A perception service that receives it loads the artifact at `path` beside the model it
     serves, checks its sha256, warms it up and switches between two batches; on any failure it
     keeps the old model and raises `model_swap_failed`. `path` must be readable where the
-    service runs.
+    service runs. Action `shadow` loads it the same way, as a shadow beside production.
     """
+
+    schema_version: int = Field(default=MODEL_DEPLOYMENTS_SCHEMA_VERSION, ge=1, le=INT64_MAX,
+                                description="Revision of this payload's schema.")
 
     model_name: Id = Field(default="detector", description="The model slot to deploy to (the key).")
     version: Id = Field(description="Registry version: the artifact's model_version.")

@@ -12,6 +12,7 @@ from typing import Final
 from services.messages.base import Payload
 from services.messages.frames import FRAME_SCHEMA_VERSION, HEADER_FIELDS, FrameMeta
 from services.messages.payloads import (
+    MODEL_DEPLOYMENTS_SCHEMA_VERSION,
     PERCEPTION_OBJECTS_SCHEMA_VERSION,
     GroundTruth,
     ModelDeployment,
@@ -126,6 +127,19 @@ PERCEPTION_OBJECTS = TopicSpec(
     producers=("perception",),
     consumers=("planning", "monitor"),
 )
+PERCEPTION_OBJECTS_SHADOW = TopicSpec(
+    name="perception.objects.shadow",
+    key=PERCEPTION_OBJECTS.key,
+    value=PerceptionObjects,
+    schema_version=PERCEPTION_OBJECTS_SCHEMA_VERSION,
+    # Only while a candidate runs in shadow, and sampled when it falls behind: no steady rate.
+    rate_hz=None,
+    description="A candidate model's results in shadow, for frames production also served "
+                "(same schema as perception.objects; model_version names the candidate). "
+                "Planning never reads it.",
+    producers=("perception (shadow model)",),
+    consumers=("monitor", "recorder", "operators"),
+)
 PLANNING_TRAJECTORY = TopicSpec(
     name="planning.trajectory",
     key="vehicle_id",
@@ -164,11 +178,12 @@ MODEL_DEPLOYMENTS = TopicSpec(
     name="model.deployments",
     key="model_name",
     value=ModelDeployment,
-    schema_version=1,
+    schema_version=MODEL_DEPLOYMENTS_SCHEMA_VERSION,
     rate_hz=None,
-    description="Commands to serve a registry version now (promote, rollback); every running "
-                "perception service swaps to it without a restart.",
-    producers=("roadstream models promote/rollback",),
+    description="Commands to serve a registry version now (promote, rollback), or to run one "
+                "beside production in shadow (shadow, shadow_stop); every running perception "
+                "service follows them without a restart.",
+    producers=("roadstream models promote/rollback/shadow",),
     consumers=("perception",),
 )
 
@@ -178,6 +193,7 @@ TOPICS: Final[tuple[TopicSpec, ...]] = (
     VEHICLE_STATE,
     SIM_GROUND_TRUTH,
     PERCEPTION_OBJECTS,
+    PERCEPTION_OBJECTS_SHADOW,
     PLANNING_TRAJECTORY,
     VEHICLE_CONTROL,
     SAFETY_EVENTS,
@@ -217,5 +233,5 @@ def topic(name: str) -> TopicSpec:
 
 
 def payload_models() -> tuple[type[Payload], ...]:
-    """Every JSON payload model, once, in registry order."""
-    return tuple(t.value for t in TOPICS if t.value is not None)
+    """Every JSON payload model, once, in registry order (a topic may share another's)."""
+    return tuple(dict.fromkeys(t.value for t in TOPICS if t.value is not None))

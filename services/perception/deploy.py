@@ -9,6 +9,11 @@ model serving and raises `model_swap_failed` (warning); a swap raises `model_swa
 A deployment of the version and sha256 already serving changes nothing (deliveries are at least
 once).
 
+Action ``shadow`` prepares the version the same way (sha256, load, version, warm-up, on the same
+thread) and runs it beside production (shadow.py): `model_shadow_started` (info), or
+`model_shadow_failed` (warning) and the shadow it had goes on. ``shadow_stop`` of the version in
+shadow, or a promotion of it, ends the shadow with a last report and `model_shadow_stopped`.
+
 Every replica must see every deployment, so each service instance reads `model.deployments` in
 a consumer group of its own, from the newest offset at its start: a service started later
 serves its configured weights (ROADSTREAM_PERCEPTION_WEIGHTS) until the next deployment.
@@ -27,9 +32,22 @@ from typing import TYPE_CHECKING
 from perception.detector import Detector
 from perception.hotswap import ServedModel, SwapError, load_verified
 from perception.tracking import TrackerConfig
-from services.messages import MODEL_DEPLOYMENTS, EventRefs, ModelDeployment, Severity
+from services.messages import (
+    MODEL_DEPLOYMENTS,
+    DeploymentAction,
+    EventRefs,
+    ModelDeployment,
+    Severity,
+)
 from services.runtime.delivery import Record
-from services.runtime.events import MODEL_SWAP_FAILED, MODEL_SWAPPED, safety_event
+from services.runtime.events import (
+    MODEL_SHADOW_FAILED,
+    MODEL_SHADOW_STARTED,
+    MODEL_SHADOW_STOPPED,
+    MODEL_SWAP_FAILED,
+    MODEL_SWAPPED,
+    safety_event,
+)
 
 if TYPE_CHECKING:
     from services.perception.service import PerceptionService
@@ -60,6 +78,9 @@ class Deployments:
         """Apply one deployment command (a malformed one raises: the runtime dead-letters it)."""
         received_ns = time.time_ns()
         command = ModelDeployment.decode(record.value, source=f"{record.topic}@{record.offset}")
+        if command.action in (DeploymentAction.SHADOW, DeploymentAction.SHADOW_STOP):
+            await self.shadow(command, record, received_ns)
+            return
         old = self.service.model
         if (command.version, command.sha256) == (old.version, old.sha256):
             log.info("perception: %s (%s…) already serving", command.version, command.sha256[:12])
@@ -94,6 +115,58 @@ class Deployments:
         await self.service.frame.emit(safety_event(
             source="perception", type_=MODEL_SWAPPED, severity=Severity.INFO, details=swap,
             refs=refs))
+        shadow = self.service.shadow.model
+        if shadow is not None and (shadow.version, shadow.sha256) == (new.version, new.sha256):
+            await self._stop_shadow(refs, "promoted to production")  # nothing left to compare
+
+    async def shadow(self, command: ModelDeployment, record: Record, received_ns: int) -> None:
+        """Start (action ``shadow``) or stop (``shadow_stop``) the candidate in shadow."""
+        refs = EventRefs(topic=record.topic, partition=record.partition, offset=record.offset)
+        current = self.service.shadow.model
+        named = current is not None and (current.version, current.sha256) == (
+            command.version, command.sha256)
+        if command.action == DeploymentAction.SHADOW_STOP:
+            if named:
+                await self._stop_shadow(refs, "shadow_stop deployment")
+            else:
+                log.info("perception: shadow_stop of %s ignored, shadowing %s", command.version,
+                         _names(current) if current else "nothing")
+            return
+        if named:
+            log.info("perception: %s already in shadow", command.version)
+            return
+        details: dict[str, object] = {
+            "version": command.version, "sha256": command.sha256, "path": command.path,
+            "production": _names(self.service.model),
+            "previous_shadow": _names(current) if current else None}
+        loop = asyncio.get_running_loop()
+        try:
+            new, times = await loop.run_in_executor(self.worker, lambda: load_verified(
+                command.path, version=command.version, sha256=command.sha256, load=self.load))
+        except SwapError as error:
+            self.failures += 1
+            log.warning("perception: shadow of %s refused: %s", command.version, error)
+            await self.service.frame.emit(safety_event(
+                source="perception", type_=MODEL_SHADOW_FAILED, severity=Severity.WARNING,
+                details={**details, "step": error.step, "error": str(error)}, refs=refs))
+            return
+        await self.service.shadow.start(new)
+        log.info("perception: %s now in shadow beside %s", new.version, self.service.model.version)
+        await self.service.frame.emit(safety_event(
+            source="perception", type_=MODEL_SHADOW_STARTED, severity=Severity.INFO,
+            details={**details, "hash_ms": round(times.hash_ms, 1),
+                     "load_ms": round(times.load_ms, 1), "warmup_ms": round(times.warmup_ms, 1),
+                     "received_to_start_ms": round((time.time_ns() - received_ns) * MS, 1)},
+            refs=refs))
+
+    async def _stop_shadow(self, refs: EventRefs, reason: str) -> None:
+        stopped = self.service.shadow.model
+        last = await self.service.shadow.stop()
+        await self.service.frame.emit(safety_event(
+            source="perception", type_=MODEL_SHADOW_STOPPED, severity=Severity.INFO,
+            details={"version": stopped.version if stopped else None,
+                     "sha256": stopped.sha256 if stopped else None, "reason": reason,
+                     "last_report_frames": last["frames"] if last else 0}, refs=refs))
 
 
 def deployment_group(service_group: str, instance: str) -> str:

@@ -12,7 +12,9 @@ Decode and inference run on one worker thread of their own (OpenCV and torch rel
 so the event loop stays free meanwhile: the consumer keeps fetching, acknowledgements and
 heartbeats are served, and services sharing the process (the main job) go on working.
 
-The model is swapped without a restart by a command on `model.deployments` (deploy.py).
+The model is swapped without a restart by a command on `model.deployments` (deploy.py). A
+candidate may run beside it in shadow on the frames it served, after their results are out,
+publishing on `perception.objects.shadow` and comparing the two (shadow.py).
 """
 
 from __future__ import annotations
@@ -30,28 +32,27 @@ from prometheus_client import Counter, Histogram
 
 from perception.batching import DROP_STALE, DROP_SUPERSEDED, newest_per_stream
 from perception.checkpoint import load_detector
-from perception.detections import Detections
 from perception.detector import Detector
 from perception.hotswap import ServedModel
-from perception.pipeline import CameraPerception, PerceivedObject
+from perception.pipeline import CameraPerception
 from perception.registry import artifact_sha256
+from perception.shadow import at_operating_score
 from perception.tracking import TrackerConfig
 from services.messages import (
     CAMERA_FRAMES,
     MODEL_DEPLOYMENTS,
     PERCEPTION_OBJECTS,
-    DetectedObject,
     EventRefs,
     FrameMeta,
     FrameRef,
     PerceptionObjects,
     Severity,
-    Vec2,
-    Vec3,
 )
 from services.perception.decode import Image, decode_frames, gpu_decode_device
 from services.perception.deploy import Deployments, deployment_group
 from services.perception.settings import PerceptionSettings, model_threads
+from services.perception.shadow import ShadowJob, ShadowRunner, names_of
+from services.perception.wire import detect_batch, stream_of, to_wire
 from services.runtime.delivery import Record
 from services.runtime.events import safety_event
 from services.runtime.service import BuiltService, ServiceRuntime
@@ -61,24 +62,6 @@ log = logging.getLogger(__name__)
 MS = 1e-6  # ns → ms
 _DROP_REASONS = {DROP_STALE: "over latency budget",
                  DROP_SUPERSEDED: "superseded by a newer frame of its camera"}
-
-
-def to_wire(obj: PerceivedObject) -> DetectedObject:
-    """A tracked, ranged object as the contract carries it."""
-    pos = obj.position_m
-    vel, acc = obj.velocity_mps, obj.accel_mps2
-    return DetectedObject(
-        track_id=obj.track_id, object_class=obj.class_name,
-        score=round(float(obj.score), 4), box=obj.box,
-        position_m=Vec3(x=pos[0], y=pos[1], z=pos[2]) if pos else None,
-        velocity_mps=Vec2(x=vel[0], y=vel[1]) if vel else None,
-        accel_mps2=Vec2(x=acc[0], y=acc[1]) if acc else None,
-        ttc_s=obj.ttc_s)
-
-
-def stream_of(meta: FrameMeta) -> str:
-    """A frame's camera stream: run, vehicle and camera (a new run starts fresh tracks)."""
-    return f"{meta.run_id}/{meta.key.decode()}"
 
 
 def skip_superseded(records: list[Record]) -> tuple[list[Record], list[tuple[Record, FrameMeta]]]:
@@ -144,6 +127,8 @@ class PerceptionService:
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perception-model")
         # The first inference builds kernels and buffers: pay it before the first frame.
         self.worker.submit(detector.detect, [np.zeros((360, 640, 3), np.uint8)]).result()
+        # A candidate beside production, on the frames it served (shadow.py); none by default.
+        self.shadow = ShadowRunner(self, report_every_s=options.shadow_report_every_s)
 
     @property
     def detector(self) -> Detector:
@@ -223,11 +208,12 @@ class PerceptionService:
         loop = asyncio.get_running_loop()
         model = self.model  # one model for the whole batch
         detections, infer_ms = await loop.run_in_executor(
-            self.worker, self._detect, model.detector, [image for _, _, image, _ in frames])
+            self.worker, detect_batch, model.detector, [image for _, _, image, _ in frames])
         self.batch_sizes.append(len(frames))
         self.stage.labels("infer").observe(infer_ms / 1e3)
         results: list[tuple[Record, FrameMeta, PerceptionObjects, float, float]] = []
-        for (record, meta, _, decode_ms), dets in zip(frames, detections, strict=True):
+        shadow = ShadowJob([], [], infer_ms / len(frames), 0)
+        for (record, meta, image, decode_ms), dets in zip(frames, detections, strict=True):
             try:
                 if isinstance(dets, Exception):
                     raise dets
@@ -247,39 +233,22 @@ class PerceptionService:
                 await self.frame.dead_letter(CAMERA_FRAMES, record, error)
                 continue
             results.append((record, meta, result, decode_ms, track_ms))
+            if self.shadow.model is not None:
+                shadow.frames.append((meta, image, decode_ms))
+                shadow.production.append(at_operating_score(
+                    dets, model.detector.operating_score))
         # The batch's results go out together and are acknowledged together: one broker round
         # trip per batch, not one per frame (they are queued in order, so per-camera order holds).
         await asyncio.gather(*(self.publish(record, meta.key, result, arrived_ns)
                                for record, meta, result, _, _ in results))
+        if shadow.frames:  # the candidate's turn comes after production's results are out
+            shadow.published_ns = time.time_ns()
+            self.shadow.submit(shadow)
         for _, meta, _, decode_ms, track_ms in results:
             self.stage.labels("decode").observe(decode_ms / 1e3)
             self.stage.labels("track").observe(track_ms / 1e3)
             self.end_to_end.observe((time.time_ns() - meta.capture_ns) / 1e9)
             self.frames_done.inc()
-
-    @staticmethod
-    def _detect(detector: Detector, images: list[Image]
-                ) -> tuple[list[Detections | Exception], float]:
-        """``detector`` on one batch, and its time [ms] (on the worker thread).
-
-        When the batch fails, each image is run alone, so an error is reported against the
-        image that raised it (in its place in the list), not against its whole batch.
-        """
-        t0 = time.perf_counter_ns()
-        detections: list[Detections | Exception]
-        try:
-            detections = list(detector.detect(images))
-        except Exception as error:
-            if len(images) == 1:
-                detections = [error]
-            else:
-                detections = []
-                for image in images:
-                    try:
-                        detections.extend(detector.detect([image]))
-                    except Exception as own:
-                        detections.append(own)
-        return detections, (time.perf_counter_ns() - t0) * MS
 
     async def publish(self, record: Record, key: bytes, result: PerceptionObjects,
                       arrived_ns: int) -> None:
@@ -353,7 +322,13 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
     deployments = Deployments(service, load)
     runtime.consume(MODEL_DEPLOYMENTS, auto_offset_reset="latest", group_id=deployment_group(
         runtime.topic_group(MODEL_DEPLOYMENTS), uuid.uuid4().hex[:12]))(deployments.handle)
+    if options.shadow_weights is not None:
+        candidate = load(options.shadow_weights)
+        service.shadow.begin(ServedModel(candidate, candidate.model_version,
+                                         artifact_sha256(options.shadow_weights)))
+    runtime.background(service.shadow.run)
     runtime.on_stop(service.worker.shutdown)  # after the last batch drained
+    runtime.on_stop(service.shadow.worker.shutdown)
     runtime.on_stop(deployments.worker.shutdown)
 
     def ready() -> dict[str, Any]:
@@ -365,6 +340,9 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
         sizes = list(service.batch_sizes)
         return {"batches": len(sizes), "batch_mean": sum(sizes) / len(sizes) if sizes else 0.0,
                 "batch_sizes": sizes, "dropped": dict(service.dropped_by_reason),
-                "model_swaps": len(deployments.swaps), "model_swaps_failed": deployments.failures}
+                "model_swaps": len(deployments.swaps), "model_swaps_failed": deployments.failures,
+                "shadow": names_of(service.shadow.model),
+                "shadow_reports": list(service.shadow.reports),
+                "shadow_failures": service.shadow.failures}
 
     return BuiltService(runtime, service, ready=ready, counts=counts)

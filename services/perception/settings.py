@@ -69,6 +69,14 @@ class PerceptionSettings(BaseSettings):
     max_streams: int = Field(
         default=256, ge=1, le=100_000, description="Camera streams tracked at once; beyond it "
         "the longest silent is forgotten (a producer inventing camera ids cannot grow memory).")
+    shadow_weights: Path | None = Field(
+        default=None, description="A candidate checkpoint or package (ours) to run in shadow "
+        "beside production on the frames production serves, publishing on "
+        "perception.objects.shadow (docs/models.md); None: no shadow until a `shadow` "
+        "deployment.")
+    shadow_report_every_s: float = Field(
+        default=30.0, gt=0, le=86_400, description="Period of the model_shadow_report event "
+        "comparing the shadow with production over the frames since the last one [s].")
     max_frame_bytes: int = Field(default=8 << 20, ge=1024, description="Larger frames are rejected.")
     max_pixels: int = Field(
         default=OPENCV_MAX_IMAGE_PIXELS, ge=64 * 64, le=OPENCV_MAX_IMAGE_PIXELS,

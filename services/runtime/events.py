@@ -15,6 +15,16 @@ RUN_FINISHED: Final = "run_finished"
 #: (warning): services/perception/deploy.py, docs/models.md.
 MODEL_SWAPPED: Final = "model_swapped"
 MODEL_SWAP_FAILED: Final = "model_swap_failed"
+#: Perception started (info) / stopped (info) running a candidate in shadow beside production,
+#: or refused one (warning, the shadow it had goes on); and its periodic comparison of the two
+#: (info): services/perception/shadow.py, docs/models.md.
+MODEL_SHADOW_STARTED: Final = "model_shadow_started"
+MODEL_SHADOW_STOPPED: Final = "model_shadow_stopped"
+MODEL_SHADOW_FAILED: Final = "model_shadow_failed"
+MODEL_SHADOW_REPORT: Final = "model_shadow_report"
+#: A promotion below the configured floors, made anyway with `--override REASON` (warning):
+#: services/cli/models.py, docs/models.md.
+MODEL_PROMOTION_OVERRIDE: Final = "model_promotion_override"
 
 
 def safety_event(*, source: str, type_: str, severity: Severity, vehicle_id: str = "",

@@ -111,8 +111,10 @@ async def test_promote_mid_stream_swaps_without_losing_a_frame(
         assert await built.runtime.wait_assigned(30)
         streaming = asyncio.create_task(camera.stream(stop))
         await wait_for(lambda: len(camera.sent_ns) >= 10, 30)
-        # the CLI, as an operator runs it: registry change + deployment on the broker
+        # the CLI, as an operator runs it: registry change + deployment on the broker (the
+        # copy never ran in shadow: the shadow floor is test_cli_models_floors.py's subject)
         monkeypatch.setenv("ROADSTREAM_BOOTSTRAP_SERVERS", kafka_bootstrap)
+        monkeypatch.setenv("ROADSTREAM_PROMOTION_MIN_SHADOW_AGREEMENT", "none")
         issued_ns = time.time_ns()
         code = await asyncio.to_thread(main, ["models", "--registry", str(registry.root),
                                               "promote", new_version])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,11 @@ def run(capsys: pytest.CaptureFixture[str], registry: Path, *argv: str) -> tuple
 
 
 def test_register_promote_list_show_rollback(capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path, weights: list[Path]) -> None:
+                                             tmp_path: Path, weights: list[Path],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # the floors have tests of their own (test_cli_models_floors.py): here, a2 replaces a1
+    # without having run in shadow
+    monkeypatch.setenv("ROADSTREAM_PROMOTION_MIN_SHADOW_AGREEMENT", "none")
     reg = tmp_path / "reg"
     code, out, _ = run(capsys, reg, "list")
     assert (code, out.strip()) == (0, "the registry is empty")
@@ -100,5 +105,6 @@ def test_help_says_what_each_action_does(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["models", "--help"])
     out = capsys.readouterr().out
-    for action in ("list", "show", "register", "promote", "rollback"):
-        assert f"    {action} " in out
+    for action in ("list", "show", "register", "promote", "rollback", "shadow",
+                   "shadow-report"):
+        assert re.search(rf"^    {action}\s", out, re.MULTILINE), action

@@ -20,6 +20,7 @@ from services.messages.examples import JSON_EXAMPLES, frame_meta, vehicle_state
 ARCHITECTURE_TOPICS = {
     "camera.frames", "vehicle.state", "sim.ground_truth", "perception.objects",
     "planning.trajectory", "vehicle.control", "safety.events", "model.deployments",
+    "perception.objects.shadow",
 }
 
 

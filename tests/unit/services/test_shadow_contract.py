@@ -1,0 +1,43 @@
+"""The shadow topic in the contract: same key and schema as production's, and planning never
+subscribes to it."""
+
+from __future__ import annotations
+
+from services.control.settings import ControlSettings
+from services.messages import (
+    MODEL_DEPLOYMENTS,
+    PERCEPTION_OBJECTS,
+    PERCEPTION_OBJECTS_SHADOW,
+    DeploymentAction,
+    ModelDeployment,
+    topic,
+)
+from services.messages.registry import payload_models
+from services.planning.service import build
+from services.settings import Settings
+
+
+def test_shadow_topic_has_production_key_and_schema() -> None:
+    shadow = topic("perception.objects.shadow")
+    assert shadow is PERCEPTION_OBJECTS_SHADOW
+    assert (shadow.key, shadow.value, shadow.schema_version) == (
+        PERCEPTION_OBJECTS.key, PERCEPTION_OBJECTS.value, PERCEPTION_OBJECTS.schema_version)
+    assert shadow.rate_hz is None  # sampled when behind, only while a shadow runs
+    assert "planning" not in shadow.consumers
+    assert len(payload_models()) == len(set(payload_models()))  # one model, listed once
+
+
+def test_planning_subscribes_to_production_objects_only() -> None:
+    built = build(Settings(torch_threads=1), "localhost:9092",
+                  control=ControlSettings.ephemeral())
+    subscribed = {name for s in built.runtime.broker.subscribers for name in s.topic_names}
+    assert PERCEPTION_OBJECTS.name in subscribed
+    assert PERCEPTION_OBJECTS_SHADOW.name not in subscribed
+    assert subscribed == {"perception.objects", "vehicle.state"}
+
+
+def test_shadow_actions_are_schema_version_2() -> None:
+    command = ModelDeployment(version="v2", path="v2.pt", sha256="ab" * 32,
+                              action=DeploymentAction.SHADOW, stage="candidate", stamp_ns=1)
+    assert command.schema_version == MODEL_DEPLOYMENTS.schema_version == 2
+    assert ModelDeployment.decode(command.encode()).action is DeploymentAction.SHADOW
