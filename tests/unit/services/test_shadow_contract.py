@@ -3,6 +3,10 @@ subscribes to it."""
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from services.control.settings import ControlSettings
 from services.messages import (
     MODEL_DEPLOYMENTS,
@@ -13,6 +17,7 @@ from services.messages import (
     topic,
 )
 from services.messages.registry import payload_models
+from services.perception.shadow import SHADOW_NICE, lowest_cpu_priority
 from services.planning.service import build
 from services.settings import Settings
 
@@ -30,7 +35,9 @@ def test_shadow_topic_has_production_key_and_schema() -> None:
 def test_planning_subscribes_to_production_objects_only() -> None:
     built = build(Settings(torch_threads=1), "localhost:9092",
                   control=ControlSettings.ephemeral())
-    subscribed = {name for s in built.runtime.broker.subscribers for name in s.topic_names}
+    # FastStream's Kafka subscribers name their topics (not on the generic subscriber type)
+    subscribed = {name for s in built.runtime.broker.subscribers
+                  for name in getattr(s, "topic_names")}  # noqa: B009
     assert PERCEPTION_OBJECTS.name in subscribed
     assert PERCEPTION_OBJECTS_SHADOW.name not in subscribed
     assert subscribed == {"perception.objects", "vehicle.state"}
@@ -41,3 +48,16 @@ def test_shadow_actions_are_schema_version_2() -> None:
                               action=DeploymentAction.SHADOW, stage="candidate", stamp_ns=1)
     assert command.schema_version == MODEL_DEPLOYMENTS.schema_version == 2
     assert ModelDeployment.decode(command.encode()).action is DeploymentAction.SHADOW
+
+
+def test_the_shadow_thread_runs_at_the_lowest_cpu_priority() -> None:
+    """The scheduling half of "production first": the shadow's thread, and only it, at nice 19
+    (Linux keeps a nice value per thread)."""
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = nice()
+    with ThreadPoolExecutor(max_workers=1, initializer=lowest_cpu_priority) as pool:
+        assert pool.submit(nice).result() == SHADOW_NICE
+    assert nice() == before  # the calling (production's) thread keeps its own
