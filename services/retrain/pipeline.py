@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from common.device import resolve_device
+from perception.checkpoint import load_checkpoint
 from perception.data_memory import load_split
 from perception.dataset import coco_document, load_coco
 from perception.eval_run import DEFAULT_WEIGHTS, evaluate_on, heldout_split, load_model
@@ -84,7 +85,7 @@ def production_weights(options: RetrainOptions) -> tuple[Path, str]:
         return options.weights, "given"
     entry = ModelRegistry(options.registry).production()
     if entry is None:
-        return DEFAULT_WEIGHTS, "shipped (the registry has no production version)"
+        return DEFAULT_WEIGHTS, "the shipped weights; the registry has no production version"
     if entry["kind"] != "checkpoint":
         raise ValueError(f"production version {entry['version']} is a model package "
                          f"({entry['path']}); fine-tuning needs a checkpoint: give --weights")
@@ -224,7 +225,8 @@ def retrain(request: RetrainRequest, options: RetrainOptions, *,
         "request": request.model_dump(mode="json"), "production": {"weights": str(init),
                                                                    "origin": origin},
         "candidate": {"weights": str(candidate), "model_version":
-                      evaluation["heldout"]["candidate"]["model_version"]},
+                      evaluation["heldout"]["candidate"]["model_version"],
+                      "step": load_checkpoint(candidate).metadata.get("step")},
         "data": data, "training": {
             "config": cfg.model_dump(mode="json"), "steps": result.step,
             "best_val_map50": result.best_map50, "elapsed_s": round(result.elapsed_s, 1),
@@ -270,7 +272,8 @@ def model_card(report: dict[str, Any]) -> str:
         "## Training", "",
         f"{tr['steps']} steps, batch {cfg['batch_size']}, lr {cfg['lr']} (warm-up "
         f"{cfg['warmup_steps']}, cosine to {cfg['min_lr_ratio']} of it), {tr['elapsed_s']} s; "
-        f"best validation mAP@0.5 {tr['best_val_map50']:.3f}.", "",
+        f"the candidate is the best validation checkpoint (step {report['candidate']['step']}, "
+        f"validation mAP@0.5 {tr['best_val_map50']:.3f}).", "",
         "## Evaluation (mAP@0.5)", "",
         "| data | production | candidate | change |", "|---|---|---|---|"]
     for c in report["verdict"]["checks"]:
