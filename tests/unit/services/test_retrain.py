@@ -15,10 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from perception.architectures import DetectorSpec, build_from_spec
 from perception.checkpoint import load_checkpoint
 from perception.dataset import build_dataset
 from perception.eval_run import DEFAULT_WEIGHTS
 from perception.registry import ModelRegistry
+from perception.training import load_initial_weights
 from services.cli.main import main
 from services.messages import (
     CAMERA_FRAMES,
@@ -224,3 +226,9 @@ def test_an_unknown_request_id_is_a_one_line_error(tmp_path: Path, monkeypatch: 
     assert main(["retrain", "--request", "drift-000000000000", "--registry",
                  str(tmp_path / "reg")]) != 0
     assert "no retraining request 'drift-000000000000'" in capsys.readouterr().err
+
+
+def test_fine_tuning_refuses_weights_of_another_recipe() -> None:
+    spec = DetectorSpec(arch="fcos_dense", image_size=(288, 512))
+    with pytest.raises(ValueError, match=r"init_weights .*fcos_dense_sim\.pt: its model spec"):
+        load_initial_weights(build_from_spec(spec), spec, DEFAULT_WEIGHTS)
