@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from services.broker.clients import ensure_topics, producer_kwargs
 from services.broker.embedded import EmbeddedBroker, free_port
@@ -57,6 +58,16 @@ def environment(service: str, tmp_path: Path, control: ControlSettings) -> dict[
             "planning": control.environment(),
             "monitor": {},
             "audit": {"ROADSTREAM_AUDIT_URL": str(tmp_path / "audit.db")}}[service]
+
+
+async def partition_count(bootstrap: str, topic: str) -> int:
+    """How many partitions the broker says `topic` has now."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        return len(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
 
 
 async def health_codes(services: dict[str, ServeProcess]) -> dict[str, int | None]:
@@ -148,7 +159,16 @@ async def test_broker_outage_services_stay_up_health_follows_and_work_resumes(
                 return all(sum(1 for v, _ in served if v == vehicle) >= FRAMES_AFTER
                            for vehicle in vehicles)
 
-            await wait_until(resumed, 180, "frames served after the restart", interval_s=1.0)
+            if not await poll(resumed, 180, interval_s=1.0):
+                served = await served_frames(broker.bootstrap, unique)
+                held = {name: await asyncio.to_thread(held_partitions, s.port)
+                        for name, s in services.items() if name == "perception"}
+                per_vehicle = {v: sum(1 for w, _ in served if w == v) for v in vehicles}
+                raise AssertionError(
+                    f"frames served after the restart: not within 180 s; served per vehicle "
+                    f"{per_vehicle} of {len(stream.produced)} sent; camera.frames has "
+                    f"{await partition_count(broker.bootstrap, 'camera.frames')} partitions, "
+                    f"perception holds {held}")
         finally:
             stream.stop.set()
             await producing
