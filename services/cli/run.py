@@ -7,6 +7,7 @@ import dataclasses
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -55,16 +56,22 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=cmd_run)
 
 
+def check_weights(weights: Path) -> None:
+    """CommandError unless ``weights`` is a checkpoint file or a model package folder."""
+    from perception.packages import MANIFEST  # torch is imported only when running
+
+    if not (weights.is_file() or (weights / MANIFEST).is_file()):
+        raise CommandError(f"no detector weights at {weights}; train them with `roadstream train` "
+                           "or set ROADSTREAM_PERCEPTION_WEIGHTS (a checkpoint or a package folder)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the main job over the chosen scenarios."""
     settings = settings_from(args)
     names = args.scenarios or scenario_names()
     for name in names:
         load_scenario(name)  # fail fast on a bad name or file
-    weights = PerceptionSettings().weights
-    if not weights.is_file():
-        raise CommandError(f"no detector weights at {weights}; train them with `roadstream train` "
-                           "or set ROADSTREAM_PERCEPTION_WEIGHTS")
+    check_weights(PerceptionSettings().weights)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     out_dir = settings.runs_dir / run_id
     camera_hz = args.camera_hz if args.camera_hz is not None else default_camera_rate(args.clock)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.cli.main import build_parser, main
@@ -42,3 +44,19 @@ def test_unknown_service_is_refused() -> None:
 def test_topics_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["topics", "--json"]) == 0
     assert '"camera.frames"' in capsys.readouterr().out
+
+
+def test_run_takes_a_checkpoint_or_a_package_folder_as_its_weights(tmp_path: Path) -> None:
+    from services.cli.common import CommandError
+    from services.cli.run import check_weights
+
+    checkpoint = tmp_path / "w.pt"
+    checkpoint.write_bytes(b"x")
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "manifest.json").write_text("{}")
+    check_weights(checkpoint)
+    check_weights(package)
+    for missing in (tmp_path / "none.pt", tmp_path):  # no file; a folder that is no package
+        with pytest.raises(CommandError, match=f"no detector weights at {missing}"):
+            check_weights(missing)
