@@ -23,6 +23,10 @@ Loop = Callable[[asyncio.Event], Awaitable[None]]
 Phase = Literal["starting", "ok", "stopping"]
 #: How long `stop` waits for each background loop to return [s].
 LOOP_DRAIN_S = 10.0
+#: How long `stop` waits for each part to stop before it goes on to the next [s]: a stop that
+#: hangs (a client waiting on a broker that no longer answers) must not keep the service, or
+#: the run that hosts it, from ending.
+PART_STOP_S = 60.0
 
 
 async def _nothing() -> None:
@@ -93,7 +97,10 @@ class Lifecycle:
                 log.exception("%s: closing %r failed", self.service, close)
         for part in reversed(self.parts):
             try:
-                await part.stop()
+                await asyncio.wait_for(part.stop(), PART_STOP_S)
+            except TimeoutError:
+                log.warning("%s: stopping the %s took over %g s; going on without it",
+                            self.service, part.name, PART_STOP_S)
             except Exception as exc:  # the parts after it must still stop
                 log.warning("%s: stopping the %s failed: %s: %s", self.service, part.name,
                             type(exc).__name__, exc)

@@ -55,6 +55,12 @@ S = TypeVar("S")
 START_POSITIONS = ("earliest", "latest")
 
 
+#: How long a handler in flight may take to finish when the service stops [s] (FastStream's).
+GRACEFUL_S = 10.0
+#: How long one subscriber may take to stop: its handler's grace, then leaving its group [s].
+SUBSCRIBER_STOP_S = GRACEFUL_S + 10.0
+
+
 class ServiceRuntime:
     """A roadstream service: FastStream Kafka broker + ops endpoint + DLQ policy + lifecycle.
 
@@ -96,7 +102,7 @@ class ServiceRuntime:
             middlewares=[KafkaPrometheusMiddleware(registry=self.registry, app_name=name,
                                                    metrics_prefix="roadstream"),
                          *self.tracing.middlewares],
-            graceful_timeout=10.0,
+            graceful_timeout=GRACEFUL_S,
             logger=logging.getLogger(f"roadstream.{name}"),
         )
         # An outage makes the Kafka client log each reconnect attempt and FastStream each
@@ -134,12 +140,19 @@ class ServiceRuntime:
         FastStream's stop drains and disconnects in one call; the events must go out between
         the two (handlers draining may still dead-letter), so the subscribers stop first.
         """
-        for subscriber in self.broker.subscribers:
+        async def stop(subscriber: Any) -> None:
             try:
-                await subscriber.stop()
+                await asyncio.wait_for(subscriber.stop(), SUBSCRIBER_STOP_S)
+            except TimeoutError:
+                log.warning("%s: a subscriber took over %g s to stop; going on", self.name,
+                            SUBSCRIBER_STOP_S)
             except Exception as exc:  # the others must still drain, and the broker stop
                 log.warning("%s: stopping a subscriber failed: %s: %s", self.name,
                             type(exc).__name__, exc)
+
+        # Together: each drains its own handler and leaves its group, and a watcher has one
+        # per topic; one after the other, their waits on the broker add up.
+        await asyncio.gather(*(stop(s) for s in self.broker.subscribers))
         try:
             await self.dead_letters.flush()
         except Exception as exc:
