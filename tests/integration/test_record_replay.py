@@ -88,7 +88,8 @@ async def read_after(bootstrap: str, offsets: dict[TopicPartition, int], keys: s
 
 
 async def test_record_then_replay_keeps_payloads_key_order_and_timing(
-        kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+        own_kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
+    kafka_bootstrap = own_kafka_bootstrap  # the recorder starts at the end (see the fixture)
     items = originals(unique)
     topics = [VEHICLE_STATE, CAMERA_FRAMES, VEHICLE_CONTROL]
     out = tmp_path / "round.mcap"
