@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from perception.detector import Detector
-from perception.hotswap import ServedModel, SwapError, load_verified
+from perception.hotswap import LoadTimes, ServedModel, SwapError, load_verified
 from perception.tracking import TrackerConfig
 from services.messages import (
     MODEL_DEPLOYMENTS,
@@ -89,10 +89,8 @@ class Deployments:
         details: dict[str, object] = {
             "version": command.version, "sha256": command.sha256, "path": command.path,
             "action": command.action.value, "previous": _names(old)}
-        loop = asyncio.get_running_loop()
         try:
-            new, times = await loop.run_in_executor(self.worker, lambda: load_verified(
-                command.path, version=command.version, sha256=command.sha256, load=self.load))
+            new, times = await self._load_verified(command)
         except SwapError as error:
             self.failures += 1
             log.warning("perception: deployment of %s refused, %s keeps serving: %s",
@@ -139,10 +137,8 @@ class Deployments:
             "version": command.version, "sha256": command.sha256, "path": command.path,
             "production": _names(self.service.model),
             "previous_shadow": _names(current) if current else None}
-        loop = asyncio.get_running_loop()
         try:
-            new, times = await loop.run_in_executor(self.worker, lambda: load_verified(
-                command.path, version=command.version, sha256=command.sha256, load=self.load))
+            new, times = await self._load_verified(command)
         except SwapError as error:
             self.failures += 1
             log.warning("perception: shadow of %s refused: %s", command.version, error)
@@ -158,6 +154,12 @@ class Deployments:
                      "load_ms": round(times.load_ms, 1), "warmup_ms": round(times.warmup_ms, 1),
                      "received_to_start_ms": round((time.time_ns() - received_ns) * MS, 1)},
             refs=refs))
+
+    async def _load_verified(self, command: ModelDeployment) -> tuple[ServedModel, LoadTimes]:
+        """The command's model, checked and warmed up on the model thread (frames keep flowing)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.worker, lambda: load_verified(
+            command.path, version=command.version, sha256=command.sha256, load=self.load))
 
     async def _stop_shadow(self, refs: EventRefs, reason: str) -> None:
         stopped = self.service.shadow.model
