@@ -3,11 +3,12 @@
 `fuzz_frames` yields `FuzzFrame` records for `camera.frames`: valid frames (the simulator's
 rendered images, JPEG and PNG, with the headers the simulator writes) and, in between, every
 kind of bad frame in `BAD_KINDS`: random bytes, empty and null values, truncated JPEG and PNG,
-decompression bombs, images and headers that lie about the size, wrong or unknown content
-types, frames over the service's size limit, non-UTF-8, missing and absent headers, and absurd
-seq, capture stamp, calibration, size, schema version and ids. Each bad frame carries the
-pattern of the error the service must dead-letter it with (`FuzzFrame.error`), and every frame
-a unique ``seq`` (its index) where its seq header is readable, so a result names its frame.
+JPEG cut short and closed with an end marker, decompression bombs, images and headers that
+lie about the size, wrong or unknown content types, frames over the service's size limit,
+non-UTF-8, missing and absent headers, and absurd seq, capture stamp, calibration, size, schema
+version and ids. Each bad frame carries the pattern of the error the service must dead-letter it
+with (`FuzzFrame.error`), and every frame a unique ``seq`` (its index) where its seq header is
+readable, so a result names its frame.
 
 The same seed gives the same frames. Used by the fuzz suite (tests/integration) and
 `roadstream bench fuzz` (`services.bench.fuzz_run`).

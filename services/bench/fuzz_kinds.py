@@ -30,6 +30,7 @@ START_NS = 1_750_000_000_000_000_000  # capture stamp of frame 0 [ns since the U
 PERIOD_NS = 50_000_000  # between frames [ns]
 _VEHICLES = 4  # frames come from this many vehicles, one camera each
 _JPEG_EOI = b"\xff\xd9"
+_SCAN_TAIL_CUT = 64  # bytes of entropy data a cut-and-closed JPEG loses at least
 
 
 class FrameMaker:
@@ -125,6 +126,22 @@ def _truncated_jpeg(m: FrameMaker) -> _Case:
         cut = data[:m.rng.randint(len(JPEG_SOI), len(data) - 1)]
         if not cut.rstrip(b"\0").endswith(_JPEG_EOI):
             return cut, m.headers(), re.escape("truncated JPEG (no end-of-image marker)")
+
+
+def _cut_and_closed_jpeg(m: FrameMaker) -> _Case:
+    """A JPEG whose entropy data is cut short, then closed with an end-of-image marker.
+
+    Every marker check passes; libjpeg only warns that the data ended early, and a lenient
+    decoder serves the picture with its missing part grey. The cut keeps at least one byte of
+    the scan and drops at least ``_SCAN_TAIL_CUT`` bytes of it.
+    """
+    data = m.jpeg()
+    sos = data.index(b"\xff\xda")
+    scan = sos + 2 + int.from_bytes(data[sos + 2:sos + 4], "big")
+    end = data.rindex(_JPEG_EOI)
+    cut = data[:m.rng.randint(scan + 1, end - _SCAN_TAIL_CUT)]
+    return (cut + _JPEG_EOI, m.headers(),
+            re.escape("corrupt image/jpeg image (decoder raised ValueError: Corrupt JPEG data: "))
 
 
 def _truncated_png(m: FrameMaker) -> _Case:
@@ -272,7 +289,8 @@ def _bad_schema_version(m: FrameMaker) -> _Case:
 #: Every kind of bad frame and its builder: value, headers and the error pattern.
 BAD_KINDS: dict[str, Callable[[FrameMaker], _Case]] = {
     "random_bytes": _random_bytes, "empty_value": _empty_value, "null_value": _null_value,
-    "truncated_jpeg": _truncated_jpeg, "truncated_png": _truncated_png, "png_bomb": _png_bomb,
+    "truncated_jpeg": _truncated_jpeg, "cut_and_closed_jpeg": _cut_and_closed_jpeg,
+    "truncated_png": _truncated_png, "png_bomb": _png_bomb,
     "jpeg_bomb": _jpeg_bomb, "announced_bomb": _announced_bomb,
     "lying_image_size": _lying_image_size, "lying_header_size": _lying_header_size,
     "wrong_content_type": _wrong_content_type, "unknown_content_type": _unknown_content_type,

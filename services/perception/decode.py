@@ -1,9 +1,14 @@
 """Camera frame intake: headers, size limits and image decoding, with named errors.
 
-On a CPU the images are decoded with OpenCV (BGR arrays). When the detector runs on CUDA,
+On a CPU the images are decoded into BGR arrays: JPEG with simplejpeg (libjpeg-turbo) in
+strict mode, PNG with OpenCV. Strict matters: libjpeg only *warns* about corrupt entropy data,
+so OpenCV returns a JPEG cut short and closed with an end-of-image marker as a picture whose
+missing part is flat grey; in strict mode that warning is the frame's error. Both decoders
+use libjpeg-turbo's default (accurate) IDCT and upsampling, so a valid frame's pixels are the
+same as OpenCV's (tested). When the detector runs on CUDA,
 JPEG frames are decoded on the GPU in one batched ``torchvision.io.decode_jpeg`` call (RGB
 uint8 tensors already on the device, no host→device copy of the pixels); PNG frames, and a
-JPEG the GPU decoder refuses, still go through OpenCV. Every path rejects the same frames
+JPEG the GPU decoder refuses, still go through the CPU decoders. Every path rejects the same frames
 with the same named ``FrameError``: before any decoder runs, the image's own size is read from
 its header and refused when it is too large (a decompression bomb) or not the announced size;
 whatever a decoder raises becomes the ``FrameError`` of that frame alone.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 # every process runs before its first import of cv2; set here it would come too late.
 import cv2
 import numpy as np
+import simplejpeg
 import torch
 
 from perception.image_header import (
@@ -38,7 +44,7 @@ _MS = 1e-6  # ns → ms
 _DECODER_MESSAGE_CHARS = 300  # OpenCV's messages run to several lines of source context
 
 Image = np.ndarray | torch.Tensor
-"""A decoded frame: BGR uint8 ``(H, W, 3)`` array (OpenCV) or RGB uint8 ``[3, H, W]`` tensor."""
+"""A decoded frame: BGR uint8 ``(H, W, 3)`` array (CPU decoders) or RGB uint8 ``[3, H, W]`` tensor."""
 
 
 class FrameError(MessageError):
@@ -114,10 +120,15 @@ def _decoder_failed(record: Record, meta: FrameMeta, exc: Exception) -> FrameErr
     return FrameError(f"{_where(record)}: corrupt {meta.content_type} image (decoder raised {detail})")
 
 
-def _opencv_decode(record: Record, meta: FrameMeta) -> np.ndarray:
+def _cpu_decode(record: Record, meta: FrameMeta) -> np.ndarray:
+    """BGR image of a checked frame: JPEG with simplejpeg (strict), PNG with OpenCV."""
+    data = record.value
     try:
-        image = cv2.imdecode(np.frombuffer(record.value, np.uint8), cv2.IMREAD_COLOR)
-    except Exception as exc:  # cv2.error, or whatever a codec library raises on hostile bytes
+        if meta.content_type == "image/jpeg":
+            image = simplejpeg.decode_jpeg(data, colorspace="BGR", strict=True)
+        else:
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except Exception as exc:  # ValueError, cv2.error, or whatever a codec raises on hostile bytes
         raise _decoder_failed(record, meta, exc) from exc
     if image is None:
         raise FrameError(f"{_where(record)}: corrupt {meta.content_type} image (decoder failed)")
@@ -126,18 +137,18 @@ def _opencv_decode(record: Record, meta: FrameMeta) -> np.ndarray:
 
 
 def decode_frame(record: Record, *, max_bytes: int, max_pixels: int) -> tuple[FrameMeta, np.ndarray]:
-    """Headers and BGR image of one camera frame (OpenCV); FrameError names what is wrong.
+    """Headers and BGR image of one camera frame; FrameError names what is wrong.
 
     Rejects missing or bad headers, unknown encodings, oversized values, truncated or corrupt
     images, images above `max_pixels`, and images whose size disagrees with the headers; every
     failure of the decoder itself (a raised ``cv2.error`` included) is a FrameError too.
     """
     meta = check_frame(record, max_bytes=max_bytes, max_pixels=max_pixels)
-    return meta, _opencv_decode(record, meta)
+    return meta, _cpu_decode(record, meta)
 
 
 def gpu_decode_device(device: torch.device | str | None) -> torch.device | None:
-    """Where JPEGs are decoded for a detector on ``device``: that CUDA device, or None (OpenCV)."""
+    """Where JPEGs are decoded for a detector on ``device``: that CUDA device, or None (the CPU decoders)."""
     if device is None:
         return None
     dev = torch.device(device)
@@ -163,7 +174,7 @@ def decode_jpegs(device: torch.device, jobs: Sequence[tuple[Record, FrameMeta]])
     rejects the frame (corrupt, or a size other than its headers say).
 
     nvjpeg returns nothing for the whole batch when one image is bad, so a failed batch is
-    retried image by image; an image the torch decoder refuses is tried with OpenCV, whose
+    retried image by image; an image the torch decoder refuses is tried with the CPU decoders, whose
     verdict (image or corrupt) is final. Whatever a decoder raises stays with its image.
     """
     try:
@@ -173,9 +184,9 @@ def decode_jpegs(device: torch.device, jobs: Sequence[tuple[Record, FrameMeta]])
         for record, meta in jobs:
             try:
                 images.append(_torch_decode([record.value], device)[0])
-            except Exception:  # this image only: OpenCV gives the final verdict
+            except Exception:  # this image only: the CPU decoder gives the final verdict
                 try:
-                    images.append(_opencv_decode(record, meta))
+                    images.append(_cpu_decode(record, meta))
                 except FrameError as exc:
                     images.append(exc)
     results: list[Image | FrameError] = []
@@ -193,7 +204,7 @@ def decode_frames(records: Sequence[Record], *, max_bytes: int, max_pixels: int,
                   jpeg_device: torch.device | None = None) -> list[Decoded]:
     """Check and decode a micro-batch; one ``Decoded`` per record, in order.
 
-    With ``jpeg_device`` None every frame is decoded with OpenCV into a BGR array, exactly as
+    With ``jpeg_device`` None every frame is decoded on the CPU into a BGR array, exactly as
     ``decode_frame`` does. With a device (the service passes ``gpu_decode_device(detector
     device)``: CUDA or None) all JPEGs of the batch are decoded in one
     ``torchvision.io.decode_jpeg`` call into RGB uint8 tensors on it, and PNGs with OpenCV.
@@ -212,7 +223,7 @@ def decode_frames(records: Sequence[Record], *, max_bytes: int, max_pixels: int,
                 jobs.append((len(results), record, meta))
                 results.append(None)
                 continue
-            image = _opencv_decode(record, meta)
+            image = _cpu_decode(record, meta)
         except Exception as exc:  # FrameError, or a check that tripped over hostile bytes
             error = exc if isinstance(exc, FrameError) else FrameError(
                 f"{_where(record)}: unusable frame ({type(exc).__name__}: {exc})")

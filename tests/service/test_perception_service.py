@@ -203,15 +203,15 @@ async def test_bad_frames_of_a_batch_fail_alone_each_with_its_own_error(
                   options=PerceptionSettings(latency_budget_ms=5000, newest_per_camera=False,
                                              max_batch_size=8), detector=tiny_detector())
     broker, perception = built.runtime.broker, built.service
-    cv2_error_frame = frame(3)[0][:-2] + b"\xff\xferaise\xff\xd9"  # a comment before EOI
-    real_imdecode = cv2.imdecode
+    raising_frame = frame(3)[0][:-2] + b"\xff\xferaise\xff\xd9"  # a comment before EOI
+    real_decode_jpeg = decode_module.simplejpeg.decode_jpeg
 
-    def imdecode(buf: np.ndarray, flags: int) -> np.ndarray | None:
-        if buf.tobytes() == cv2_error_frame:  # a decoder fault no check can foresee
-            raise cv2.error("OpenCV(5.0.0) loadsave.cpp: error: (-215:Assertion failed)")
-        return real_imdecode(buf, flags)
+    def decode_jpeg(data: bytes, **kwargs: Any) -> np.ndarray:
+        if bytes(data) == raising_frame:  # a decoder fault no check can foresee
+            raise RuntimeError("libjpeg-turbo: internal error\n  in jdhuff.c")
+        return real_decode_jpeg(data, **kwargs)
 
-    monkeypatch.setattr(decode_module.cv2, "imdecode", imdecode)
+    monkeypatch.setattr(decode_module.simplejpeg, "decode_jpeg", decode_jpeg)
     # the detector fails on one frame, wherever it sits in a batch (a bug it has for that image)
     poisoned = np.full((360, 640, 3), 7, np.uint8)
     real_detect = perception.detector.detect
@@ -237,7 +237,7 @@ async def test_bad_frames_of_a_batch_fail_alone_each_with_its_own_error(
 
     batch = [record(1, "front", time.time_ns()),
              hostile(2, encoded(".png"), content_type="image/png"),
-             hostile(3, cv2_error_frame),
+             hostile(3, raising_frame),
              hostile(4, bomb_png(20000, 20000), content_type="image/png"),
              hostile(5, jpeg_claiming(1280, 720, frame(5)[0])),
              hostile(6, cv2.imencode(".jpg", poisoned, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()),
@@ -250,7 +250,8 @@ async def test_bad_frames_of_a_batch_fail_alone_each_with_its_own_error(
     assert {k: (h["dlq-error-class"], h["dlq-source-offset"]) for k, h in dlq.items()} == {
         "3": ("FrameError", "3"), "4": ("FrameError", "4"), "5": ("FrameError", "5"),
         "6": ("ValueError", "6")}
-    assert "decoder raised error: OpenCV" in dlq["3"]["dlq-error-message"]
+    assert "decoder raised RuntimeError: libjpeg-turbo: internal error in jdhuff.c" in \
+        dlq["3"]["dlq-error-message"]
     assert "image is 20000x20000 (400000000 pixels): exceeds" in dlq["4"]["dlq-error-message"]
     assert "image is 1280x720 but the headers say 640x360" in dlq["5"]["dlq-error-message"]
     assert dlq["6"]["dlq-error-message"] == "the detector choked on this image"

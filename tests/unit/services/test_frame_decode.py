@@ -41,6 +41,29 @@ def test_a_good_frame_decodes() -> None:
     assert meta.seq == 0
 
 
+def test_a_jpeg_cut_short_and_closed_with_an_end_marker_is_corrupt_not_grey() -> None:
+    """libjpeg only warns when the entropy data ends early; OpenCV fills the rest with grey."""
+    whole = jpeg()
+    cut = whole[:len(whole) // 2] + b"\xff\xd9"
+    grey = cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_COLOR)
+    assert grey is not None
+    assert (grey[-8:] == 128).all()  # what the intake must not serve
+    with pytest.raises(FrameError) as err:
+        decode_frame(record(cut), **LIMITS)
+    assert str(err.value) == ("camera.frames[0]@9: corrupt image/jpeg image (decoder raised "
+                              "ValueError: Corrupt JPEG data: premature end of data segment)")
+
+
+@pytest.mark.parametrize("quality", [50, 90, 100])
+def test_a_valid_jpeg_decodes_to_opencvs_pixels(quality: int) -> None:
+    """The strict decoder changes no pixel of a valid frame: the detector sees what it saw."""
+    rng = np.random.default_rng(quality)
+    img = cv2.GaussianBlur((rng.random((360, 640, 3)) * 255).astype(np.uint8), (9, 9), 2)
+    data = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+    ours = decode_frame(record(data), **LIMITS)[1]
+    assert np.array_equal(ours, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+
+
 def test_png_is_allowed() -> None:
     png = cv2.imencode(".png", np.zeros((360, 640, 3), np.uint8))[1].tobytes()
     headers = [(k, b"image/png" if k == "content-type" else v) for k, v in frame_meta().to_headers()]
@@ -95,16 +118,16 @@ def test_bad_pngs_are_named(value: bytes, message: str) -> None:
 
 
 def raise_for_marked(monkeypatch: pytest.MonkeyPatch, error: Exception) -> bytes:
-    """Make OpenCV raise `error` on one marked JPEG (a decoder fault no check can foresee)."""
+    """Make the JPEG decoder raise `error` on one marked JPEG (a fault no check can foresee)."""
     marked = jpeg()[:-2] + b"\xff\xfeboom\xff\xd9"  # a comment segment just before EOI
-    real = cv2.imdecode
+    real = decode_module.simplejpeg.decode_jpeg
 
-    def imdecode(buf: np.ndarray, flags: int) -> np.ndarray | None:
-        if buf.tobytes() == marked:
+    def decode_jpeg(data: bytes, **kwargs: Any) -> np.ndarray:
+        if bytes(data) == marked:
             raise error
-        return real(buf, flags)
+        return real(data, **kwargs)
 
-    monkeypatch.setattr(decode_module.cv2, "imdecode", imdecode)
+    monkeypatch.setattr(decode_module.simplejpeg, "decode_jpeg", decode_jpeg)
     return marked
 
 
