@@ -287,11 +287,10 @@ def _package_detector(path: Path, *, builder: str | None, class_map: object, dev
     if builder is not None or class_map is not None:
         raise ModelLoadError(f"model package {path} carries its own model and classes; "
                              "builder and class_map apply to plain weight files only")
-    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
-    if kind not in ("auto", "cpu"):
-        raise ModelLoadError(f"model package {path} runs on the CPU (ONNX Runtime or OpenVINO); device "
-                             f"{device} was asked for")
-    model, manifest = load_package(path, num_threads=num_threads)
+    # "auto" is the CPU for a package: its GPU path (ONNX Runtime's CUDA/TensorRT providers)
+    # needs onnxruntime-gpu, and is taken only when asked for by name.
+    core_device = "cpu" if str(device) == "auto" else device
+    model, manifest = load_package(path, num_threads=num_threads, device=core_device)
     operating = manifest.operating_score
     return Detector(model, device="cpu", score_thresh=_floor(score_thresh, operating),
                     operating_score=operating, class_map=_map_from_names(path, manifest.class_names),

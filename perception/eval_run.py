@@ -23,7 +23,6 @@ from torch import nn
 from common.device import resolve_device
 from perception.architectures import build_from_spec
 from perception.checkpoint import DEFAULT_SCORE_THRESH, load_checkpoint
-from perception.classes import ModelLoadError
 from perception.data_memory import MemoryDataset, load_split
 from perception.dataset import CONDITIONS, NATIVE_SIZE, build_dataset
 from perception.detections import Detections
@@ -131,18 +130,18 @@ def load_model(weights: str | Path, device: torch.device, *, num_threads: int | 
 
     A checkpoint (a file) runs in torch on ``device``, an FCOS one through the runtimes' shared
     pre/post-processing (``perception.runtimes.serving_model``, the same results bit for bit);
-    a package (a folder) runs in its own runtime on the CPU, ``num_threads`` intra-op threads.
-    Raises ``ModelLoadError`` for a bad file or package, or a package asked to run on CUDA.
+    a package (a folder) runs its core in its own runtime on ``device`` (``num_threads``
+    intra-op threads; CUDA: ONNX packages with onnxruntime-gpu) and takes and returns host
+    tensors, so its inputs stay on the CPU (``info["input_device"]``). Raises
+    ``ModelLoadError`` for a bad file or package, or a device its runtime cannot serve on.
     """
     if is_package(weights):
-        if device.type != "cpu":
-            raise ModelLoadError(f"model package {weights} runs on the CPU (ONNX Runtime); "
-                                 f"device {device} was asked for")
-        package, manifest = load_package(weights, num_threads=num_threads)
+        package, manifest = load_package(weights, num_threads=num_threads, device=device)
         info = {"weights": str(weights), "model_version": manifest.model_version,
                 "arch": manifest.spec.arch, "image_size": list(manifest.spec.image_size),
                 "operating_point": manifest.data.get("operating_point"),
-                "format": manifest.format, "precision": manifest.precision}
+                "format": manifest.format, "precision": manifest.precision,
+                "input_device": "cpu"}
         return package, info
     ckpt = load_checkpoint(weights)
     model = build_from_spec(ckpt.spec)
@@ -150,7 +149,7 @@ def load_model(weights: str | Path, device: torch.device, *, num_threads: int | 
     info = {"weights": str(weights), "model_version": ckpt.model_version,
             "arch": ckpt.spec.arch, "image_size": list(ckpt.spec.image_size),
             "operating_point": ckpt.metadata.get("operating_point"),
-            "format": "torch", "precision": "fp32"}
+            "format": "torch", "precision": "fp32", "input_device": str(device)}
     return serving_model(model).to(device).eval(), info
 
 
@@ -191,7 +190,7 @@ def evaluate_weights(
     data = heldout_split(data_dir, (int(h), int(w)),
                          images=images, workers=workers, progress=progress)
     label = str(data_dir) if data_dir is not None else f"rendered test split ({images})"
-    return evaluate_on(model, info, data, data_label=label, device=dev)
+    return evaluate_on(model, info, data, data_label=label, device=torch.device(info["input_device"]))
 
 
 def evaluate_on(model: nn.Module, info: dict[str, Any], data: MemoryDataset, *, data_label: str,

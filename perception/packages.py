@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torchvision.models.detection import FCOS
 
 from perception.architectures import DetectorSpec, build_from_spec
@@ -53,7 +54,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "int8")
 # Model files of each format, the one the runtime opens first.
 MODEL_FILES: dict[str, tuple[str, ...]] = {"onnx": ("model.onnx",),
                                            "openvino": ("model.xml", "model.bin")}
-# The runtime that serves each format: RUNTIMES[format](model file, num_threads=...).
+# The runtime that serves each format: RUNTIMES[format](model file, num_threads=..., device=...).
 RUNTIMES: dict[str, Callable[..., Runtime]] = {"onnx": OrtRuntime, "openvino": OvRuntime}
 
 
@@ -168,9 +169,12 @@ def read_manifest(folder: str | Path) -> PackageManifest:
     return manifest
 
 
-def load_package(folder: str | Path, *, num_threads: int | None = None
-                 ) -> tuple[SplitModel, PackageManifest]:
-    """The package in ``folder`` as a servable model (``perception.model`` contract) on the CPU.
+def load_package(folder: str | Path, *, num_threads: int | None = None,
+                 device: str | torch.device = "cpu") -> tuple[SplitModel, PackageManifest]:
+    """The package in ``folder`` as a servable model (``perception.model`` contract).
+
+    ``device``: where the runtime runs the core, ``cpu`` or (ONNX packages, with
+    onnxruntime-gpu) ``cuda[:N]``; pre/post-processing runs on the host either way.
 
     Every model file must match the manifest's sha256; the format's runtime (``RUNTIMES``:
     ONNX Runtime or OpenVINO) opens it. Pre/post-processing is rebuilt from the manifest's spec
@@ -185,7 +189,7 @@ def load_package(folder: str | Path, *, num_threads: int | None = None
         skeleton = build_from_spec(manifest.spec)
         if not isinstance(skeleton, FCOS):
             raise ValueError(f"arch {manifest.spec.arch!r} cannot be served from a package (FCOS only)")
-        runtime = RUNTIMES[manifest.format](model_file, num_threads=num_threads)
+        runtime = RUNTIMES[manifest.format](model_file, num_threads=num_threads, device=device)
         model = SplitModel(skeleton, runtime)
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"model package {root}: {exc}") from exc

@@ -80,17 +80,56 @@ class TorchRuntime(nn.Module):
         return out
 
 
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+
+
+def ort_providers(device: str | torch.device, available: list[str], *,
+                  cache_dir: Path | None = None) -> list[str | tuple[str, dict[str, object]]]:
+    """ONNX Runtime execution providers for ``device``, best first, with their options.
+
+    ``cpu``: the CPU provider alone. ``cuda[:N]``: TensorRT in fp16 (an int8 QDQ graph stays
+    int8; engines cached in ``cache_dir`` when given) where that provider is available, then
+    CUDA (the graph's own precision), with the CPU provider last for any node neither takes.
+    Raises ``ValueError`` when this ONNX Runtime has no GPU provider (the ``onnxruntime``
+    wheel is CPU-only; ``onnxruntime-gpu`` replaces it on a machine with a GPU).
+    """
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if dev.type != "cuda":
+        raise ValueError(f"ONNX Runtime serves on cpu or cuda, not {device}")
+    index = dev.index or 0
+    chosen: list[str | tuple[str, dict[str, object]]] = []
+    if "TensorrtExecutionProvider" in available:
+        trt: dict[str, object] = {"device_id": index, "trt_fp16_enable": True}
+        if cache_dir is not None:
+            trt |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
+        chosen.append(("TensorrtExecutionProvider", trt))
+    if "CUDAExecutionProvider" in available:
+        chosen.append(("CUDAExecutionProvider", {"device_id": index}))
+    if not chosen:
+        raise ValueError(f"this ONNX Runtime offers {available}, no CUDA or TensorRT execution "
+                         "provider: install onnxruntime-gpu in place of onnxruntime to serve "
+                         f"a package on {device}")
+    return [*chosen, "CPUExecutionProvider"]
+
+
 class OrtRuntime:
-    """The core in ONNX Runtime on the CPU (fp32 or a QDQ int8 graph).
+    """The core in ONNX Runtime (fp32 or a QDQ int8 graph), on the CPU or a CUDA GPU.
 
     ``num_threads`` sets the session's intra-op threads (``None``: ONNX Runtime's default, every
-    core); inter-op parallelism is off (one graph, sequential). Raises ``ValueError`` naming the
-    file when it is not a model of the core's contract.
+    core); inter-op parallelism is off (one graph, sequential). ``device`` ``cuda[:N]`` runs it
+    on the GPU providers of ``ort_providers`` (TensorRT fp16, else CUDA); the head outputs
+    still come back to the host, where the shared post-processing runs. Raises ``ValueError``
+    naming the file when it is not a model of the core's contract, or when the GPU providers
+    asked for are missing or were not taken (ONNX Runtime falls back to the CPU silently when
+    the CUDA libraries cannot be loaded).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, num_threads: int | None = None,
+                 device: str | torch.device = "cpu", cache_dir: Path | None = None) -> None:
         import onnxruntime as ort  # a package dependency, imported when a package is opened
 
         options = ort.SessionOptions()
@@ -101,9 +140,18 @@ class OrtRuntime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            providers = ort_providers(device, ort.get_available_providers(), cache_dir=cache_dir)
+        except ValueError as exc:
+            raise ValueError(f"ONNX model {path}: {exc}") from exc
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ONNX Runtime raises its own exception types for a bad file
             raise ValueError(f"ONNX model {path} cannot be opened: {exc}") from exc
+        self.providers: list[str] = list(self.session.get_providers())
+        if torch.device(device).type == "cuda" and not set(self.providers) & set(GPU_PROVIDERS):
+            raise ValueError(f"ONNX model {path}: ONNX Runtime took none of the GPU providers "
+                             f"asked for (it runs on {self.providers}); are the CUDA libraries "
+                             "of onnxruntime-gpu installed?")
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != [INPUT_NAME] or tuple(outputs) != HEAD_OUTPUTS:
@@ -133,9 +181,13 @@ class OvRuntime:
 
     name = "openvino"
 
-    def __init__(self, path: str | Path, *, num_threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, num_threads: int | None = None,
+                 device: str | torch.device = "cpu") -> None:
         import openvino as ov  # a package dependency, imported when a package is opened
 
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"OpenVINO model {path} is served on the CPU only, not {device} "
+                             "(export --format onnx for ONNX Runtime's GPU providers)")
         self.path = Path(path)
         core = ov.Core()
         try:

@@ -86,9 +86,18 @@ def test_a_folder_without_manifest_is_not_a_package(tmp_path: Path) -> None:
         evaluate_weights(tmp_path, FIXTURE)
 
 
-def test_a_package_refuses_cuda_and_foreign_options(fp32_package: Path) -> None:
-    with pytest.raises(ModelLoadError, match="runs on the CPU"):
+def test_a_package_names_what_it_needs_for_cuda_and_refuses_foreign_options(
+        fp32_package: Path, ov_fp32_package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime
+
+    # The CPU wheel of ONNX Runtime, whatever this machine has: a GPU needs onnxruntime-gpu.
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(ModelLoadError, match=r"model package .*: ONNX model .*no CUDA or TensorRT execution "
+                                             r"provider: install onnxruntime-gpu"):
         load_detector(fp32_package, device="cuda")
+    with pytest.raises(ModelLoadError, match="served on the CPU only, not cuda"):
+        load_detector(ov_fp32_package, device="cuda")
+    assert load_detector(fp32_package, device="auto").device.type == "cpu"  # auto: the CPU
     with pytest.raises(ModelLoadError, match="builder and class_map apply to plain weight files"):
         load_detector(fp32_package, builder="fcos_dense")
 
