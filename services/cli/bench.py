@@ -180,7 +180,7 @@ def _by_batch(values: dict[Any, float], batch: int) -> float:
 def perception_text(r: dict[str, Any]) -> str:
     """The perception benchmark as a readable table."""
     s, goals, eff_batch = r["settings"], r["goals"], r["efficiency_batch_size"]
-    rows = [(f"decode ({'GPU' if 'cuda' in s['device'] else 'OpenCV'}, JPEG {s['width']}x{s['height']})",
+    rows = [(f"decode ({'GPU' if 'cuda' in s['device'] else 'CPU'}, JPEG {s['width']}x{s['height']})",
              f"{r['decode_fps']:.0f} frames/s", f"{r['floor_parts_ms']['decode']:.2f} ms/frame")]
     for b, fps in r["bare_model_fps"].items():
         rows.append((f"bare model, batch {b}", f"{fps:.2f} frames/s", f"{1e3 * int(b) / fps:.0f} ms/batch"))

@@ -61,8 +61,10 @@ class PerceptionSettings(BaseSettings):
         "two of one, so the others lose nothing; night_city's two cameras in real time on two "
         "cores held the front camera's objects 120 ms for the wide one's. None: one order.")
     max_fetch_records: int = Field(
-        default=16, ge=1, le=256, description="With newest_per_camera: records taken from the "
-        "consumer at once, to skip among (the model still runs on at most max_batch_size).")
+        default=16, ge=1, le=256, description="Records taken from the consumer at once (the "
+        "model still runs on at most max_batch_size): with newest_per_camera, the backlog to "
+        "skip among; either way, the records whose offsets are committed together, and at "
+        "most how many frames a crash can hand to a survivor a second time.")
     stream_forget_s: float = Field(
         default=30.0, gt=0, le=3600, description="A camera stream silent this long loses its "
         "tracker (its track ids start over if it comes back) [s].")
