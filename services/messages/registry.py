@@ -169,7 +169,7 @@ SAFETY_EVENTS = TopicSpec(
     rate_hz=None,
     description="Typed safety and monitoring events from every service.",
     producers=("every service",),
-    consumers=("audit", "monitoring consumers"),
+    consumers=("audit", "monitoring consumers", "planning (the simulator's run_finished only)"),
     # signed when the producer holds an events key (`roadstream run` always does); an audit
     # with an events keyring refuses the events without them
     optional_headers=CONTROL_SIGNATURE_HEADERS,

@@ -9,6 +9,13 @@ and their events on `safety.events`.
   plans its controller tracks the held plan;
 - source clock (lockstep runs): one command per primary-camera frame, timed by the input
   stamps, so a replay gives the same commands.
+
+A vehicle's run ends when the simulator announces it (`run_finished` on `safety.events`,
+verified when the service holds the events keyring, as `roadstream run`'s services do): its
+stack is dropped at once and later inputs of that run are ignored. Without this the wall-clock
+loop kept stepping a vehicle whose inputs had simply ended, and its gate walked from a
+comfortable to an emergency stop: a critical `minimal_risk_stop` after every real-time
+scenario, for a vehicle no longer there.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,9 +36,11 @@ from planning.planner import Planner
 from planning.runtime import tune_allocator
 from planning.stack import CommandOut, PlanningStack, PlanOut, StepResult
 from services.control.settings import ControlSettings, load_control_settings
+from services.control.signing import CommandRejected
 from services.messages import (
     PERCEPTION_OBJECTS,
     PLANNING_TRAJECTORY,
+    SAFETY_EVENTS,
     VEHICLE_CONTROL,
     VEHICLE_STATE,
     ControlClock,
@@ -37,21 +48,25 @@ from services.messages import (
     EventRefs,
     PerceptionObjects,
     PlanningTrajectory,
+    SafetyEvent,
     Severity,
     VehicleControl,
     VehicleState,
 )
+from services.messages.base import MessageError
 from services.planning import convert
 from services.planning.convert import Source
 from services.planning.settings import PlanningSettings
 from services.runtime.delivery import Record
-from services.runtime.events import safety_event
+from services.runtime.event_signing import EventVerifier
+from services.runtime.events import RUN_FINISHED, safety_event
 from services.runtime.service import BuiltService, ServiceRuntime
 from services.runtime.tracing import traceparent_of
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 VEHICLE_EXPIRY_NS = 10_000_000_000  # stop commanding a vehicle silent this long [ns]
+FINISHED_REMEMBERED = 4096  # ended (run, vehicle) pairs remembered, oldest forgotten first
 
 
 @dataclass
@@ -84,23 +99,64 @@ class PlanningService:
         self.stale_skipped = Counter("roadstream_stale_perception_skipped_total",
                                      "Perception results too old to plan on",
                                      registry=runtime.registry)
+        self.event_verifier = EventVerifier.of(settings)
+        self.finished: OrderedDict[tuple[str, str], None] = OrderedDict()  # (run, vehicle)
+        self.run_ends = Counter("roadstream_planning_run_ends_total",
+                                "run_finished events: a vehicle's run ended (accepted), or "
+                                "refused (unsigned, forged or replayed)", ["outcome"],
+                                registry=runtime.registry)
 
-    def vehicle(self, vehicle_id: str, run_id: str) -> Vehicle:
-        """The vehicle of a run (created on its first message).
+    def vehicle(self, vehicle_id: str, run_id: str) -> Vehicle | None:
+        """The vehicle of a run (created on its first message); None once its run ended.
 
         Keyed by run as well: a new run (a replay, the next scenario) starts with a fresh
         stack and command counter instead of inheriting another run's state.
         """
+        if (run_id, vehicle_id) in self.finished:
+            return None  # a straggler of an ended run: planning it would revive a ghost
         key = f"{run_id}/{vehicle_id}"
         if key not in self.vehicles:
             self.vehicles[key] = Vehicle(vehicle_id, run_id, PlanningStack(self.planner, self.config))
         return self.vehicles[key]
 
+    def end_run(self, run_id: str, vehicle_id: str) -> None:
+        """Drop a vehicle whose run ended, and ignore that run's later inputs."""
+        self.finished[(run_id, vehicle_id)] = None
+        while len(self.finished) > FINISHED_REMEMBERED:
+            self.finished.popitem(last=False)
+        self.vehicles.pop(f"{run_id}/{vehicle_id}", None)
+
+    async def on_event(self, record: Record) -> None:
+        """A `safety.events` message: only the simulator's `run_finished` matters here.
+
+        A malformed event is left to the monitor and the audit, which report it; one that
+        fails the signature check (when this service holds the events keyring) is refused and
+        counted.
+        """
+        try:
+            event = SafetyEvent.decode(record.value, source=f"{record.topic}@{record.offset}")
+        except MessageError:
+            return
+        if event.type != RUN_FINISHED or event.source != "simulator" or not event.run_id:
+            return
+        if self.event_verifier is not None:
+            try:
+                self.event_verifier.check(record.headers, record.value, source=event.source,
+                                          event_id=str(event.event_id))
+            except CommandRejected as exc:
+                self.run_ends.labels("refused").inc()
+                log.warning("planning: run_finished for %s/%s refused: %s", event.run_id,
+                            event.vehicle_id, exc)
+                return
+        self.run_ends.labels("accepted").inc()
+        self.end_run(event.run_id, event.vehicle_id)
+
     async def on_state(self, record: Record) -> None:
         """A `vehicle.state` message."""
         state = VehicleState.decode(record.value, source=f"{record.topic}@{record.offset}")
         v = self.vehicle(state.vehicle_id, state.run_id)
-        await self.publish(v, v.stack.step(time.time_ns(), convert.vehicle_input(state)))
+        if v is not None:
+            await self.publish(v, v.stack.step(time.time_ns(), convert.vehicle_input(state)))
 
     async def on_objects(self, record: Record) -> None:
         """A `perception.objects` message. Its consume span (in its frame's trace) is the parent
@@ -108,7 +164,8 @@ class PlanningService:
         result = PerceptionObjects.decode(record.value, source=f"{record.topic}@{record.offset}")
         trace = traceparent_of() or record.header("traceparent") or ""
         v = self.vehicle(result.vehicle_id, result.run_id)
-        await self.publish(v, v.stack.step(time.time_ns(), convert.camera_objects(result, trace)))
+        if v is not None:
+            await self.publish(v, v.stack.step(time.time_ns(), convert.camera_objects(result, trace)))
 
     async def publish(self, v: Vehicle, step: StepResult[Source]) -> None:
         """Publish a step's plans and commands, in order."""
@@ -211,6 +268,10 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
     # commit round trip per record: at 20 + 20 records/s those bound the service's intake.
     runtime.consume(VEHICLE_STATE, at_least_once=False)(service.on_state)
     runtime.consume(PERCEPTION_OBJECTS, at_least_once=False)(service.on_objects)
+    # Every instance hears every run's end (a group of its own), from now on.
+    runtime.consume(SAFETY_EVENTS, at_least_once=False, auto_offset_reset="latest",
+                    group_id=f"{runtime.topic_group(SAFETY_EVENTS)}.{uuid.uuid4().hex[:12]}",
+                    )(service.on_event)
     if options.clock == "wall":
         runtime.background(service.control_loop)
 

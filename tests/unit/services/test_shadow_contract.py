@@ -40,7 +40,8 @@ def test_planning_subscribes_to_production_objects_only() -> None:
                   for name in getattr(s, "topic_names")}  # noqa: B009
     assert PERCEPTION_OBJECTS.name in subscribed
     assert PERCEPTION_OBJECTS_SHADOW.name not in subscribed
-    assert subscribed == {"perception.objects", "vehicle.state"}
+    # safety.events: only for the simulator's run_finished (services/planning/service.py)
+    assert subscribed == {"perception.objects", "vehicle.state", "safety.events"}
 
 
 def test_shadow_actions_are_schema_version_2() -> None:
