@@ -32,6 +32,9 @@ from perception.runtimes import serving_model
 from perception.tracking import ioa_matrix
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights") / "fcos_dense_sim.pt"
+#: The ONNX Runtime int8 package of DEFAULT_WEIGHTS (`roadstream export --int8`), shipped for
+#: real time on a CPU (services.mainjob.default_perception_weights; MODEL_CARD.md).
+DEFAULT_INT8_PACKAGE = DEFAULT_WEIGHTS.with_name("fcos_dense_sim_onnx_int8")
 DEFAULT_HELDOUT_IMAGES = 300
 IGNORE_IOA = 0.5
 SCORE_BIN_WIDTH = 0.05

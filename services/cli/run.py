@@ -20,6 +20,7 @@ from services.mainjob import (
     SMALL_MACHINE_CAMERA_HZ,
     RunOptions,
     default_camera_rate,
+    default_perception_weights,
     run_library,
 )
 from services.perception.settings import PerceptionSettings
@@ -39,7 +40,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--scenarios", nargs="+", default=None, metavar="NAME",
                    help="scenario names or files (default: the whole library)")
     p.add_argument("--clock", choices=["lockstep", "realtime"], default="lockstep",
-                   help="lockstep (default, deterministic) or realtime")
+                   help="lockstep (default, deterministic) or realtime (on a machine without "
+                        "a GPU, perception then serves the shipped int8 package of the "
+                        "checkpoint unless ROADSTREAM_PERCEPTION_WEIGHTS says otherwise)")
     p.add_argument("--speed", type=float, default=1.0, help="realtime speed factor (1.0)")
     p.add_argument("--camera-hz", type=float, default=None, metavar="HZ",
                    help="render the cameras at most HZ times a second; state, planning and "
@@ -71,15 +74,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     names = args.scenarios or scenario_names()
     for name in names:
         load_scenario(name)  # fail fast on a bad name or file
-    check_weights(PerceptionSettings().weights)
+    configured = PerceptionSettings()
+    weights = default_perception_weights(args.clock, settings, configured)
+    check_weights(weights or configured.weights)
     run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
     out_dir = settings.runs_dir / run_id
     camera_hz = args.camera_hz if args.camera_hz is not None else default_camera_rate(args.clock)
+    if weights is not None:
+        print(f"run {run_id}: real time on a CPU: perception serves the int8 package "
+              f"{weights.name} (ROADSTREAM_PERCEPTION_WEIGHTS chooses another)",
+              file=sys.stderr, flush=True)
     try:  # the flags map one to one onto the options, whose errors name them
         options = RunOptions(scenarios=tuple(names), run_id=run_id, out_dir=out_dir,
                              clock=args.clock, speed=args.speed, record=not args.no_record,
                              duration_s=args.duration, segment_scenarios=args.segment,
-                             camera_rate_hz=camera_hz)
+                             camera_rate_hz=camera_hz, perception_weights=weights)
     except ValueError as exc:
         raise CommandError(f"invalid run options (see `roadstream run --help`): {exc}") from None
     rate = f", camera {camera_hz:g} Hz" if camera_hz else ""

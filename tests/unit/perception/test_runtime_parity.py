@@ -34,7 +34,7 @@ import torch
 
 from perception.checkpoint import load_detector
 from perception.detections import Detections
-from perception.eval_run import DEFAULT_WEIGHTS, load_model
+from perception.eval_run import DEFAULT_INT8_PACKAGE, DEFAULT_WEIGHTS, load_model
 from perception.runtimes import (
     GPU_PROVIDERS,
     OrtRuntime,
@@ -165,6 +165,12 @@ def assert_int8_bound(package: Path, runtime: type[Runtime], frames: list[np.nda
 def test_int8_package_stays_within_its_stated_bound(int8_package: Path, frames: list[np.ndarray],
                                                     torch_dets: list[Detections]) -> None:
     assert_int8_bound(int8_package, OrtRuntime, frames, torch_dets)
+
+
+def test_the_shipped_int8_package_stays_within_the_same_bound(
+        frames: list[np.ndarray], torch_dets: list[Detections]) -> None:
+    """The package `roadstream run --clock realtime` serves on a CPU (MODEL_CARD.md)."""
+    assert_int8_bound(DEFAULT_INT8_PACKAGE, OrtRuntime, frames, torch_dets)
 
 
 def test_openvino_int8_package_stays_within_the_same_bound(

@@ -9,8 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from perception.eval_run import DEFAULT_INT8_PACKAGE, DEFAULT_WEIGHTS
+from perception.packages import file_sha256, read_manifest
 from services import catalog
-from services.mainjob import RunOptions, job_services
+from services.mainjob import RunOptions, default_perception_weights, job_services
+from services.perception.settings import PerceptionSettings
 from services.runtime.process import ServiceProcess
 from services.runtime.service import BuiltService, ServiceRuntime
 from services.settings import Settings
@@ -91,6 +94,23 @@ def test_run_options_are_frozen_and_keep_the_scenarios_in_order() -> None:
     assert run.scenarios == ("b", "a")
     with pytest.raises(AttributeError):
         run.speed = 2.0  # type: ignore[misc]
+
+
+def test_real_time_on_a_cpu_serves_the_shipped_int8_package_unless_told(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROADSTREAM_PERCEPTION_WEIGHTS", raising=False)
+    cpu, gpu = Settings(device="cpu"), Settings(device="cuda")
+    assert default_perception_weights("realtime", cpu, PerceptionSettings()) == DEFAULT_INT8_PACKAGE
+    assert default_perception_weights("lockstep", cpu, PerceptionSettings()) is None
+    assert default_perception_weights("realtime", gpu, PerceptionSettings()) is None
+    monkeypatch.setenv("ROADSTREAM_PERCEPTION_WEIGHTS", "mine.pt")
+    assert default_perception_weights("realtime", cpu, PerceptionSettings()) is None
+    # the package is the int8 of the shipped checkpoint, and the run hands it to perception
+    manifest = read_manifest(DEFAULT_INT8_PACKAGE)
+    assert (manifest.format, manifest.precision) == ("onnx", "int8")
+    assert manifest.data["source"]["sha256"] == file_sha256(DEFAULT_WEIGHTS)
+    chosen = job_services(options(clock="realtime", perception_weights=DEFAULT_INT8_PACKAGE))
+    assert chosen["perception"][0].model_dump()["weights"] == DEFAULT_INT8_PACKAGE
 
 
 def test_lockstep_serves_every_frame_alone_and_real_time_skips_to_the_newest() -> None:
