@@ -101,6 +101,14 @@ class PlannerConfig:
     # Reachable distance for the progress term: speed up at this rate to the desired
     # speed, but stop the standstill gap behind the first object in the final corridor.
     progress_accel_mps2: float = 1.5
+    # Whether the rig sees the lanes beside and behind the ego (rear or side cameras, corner
+    # radars: a blind-spot view). Without one, a car coming up from behind in the next lane is
+    # invisible until it passes, so a lane change is made only to evade: when no candidate
+    # that stays in its lane is safe. With forward cameras only, discretionary lane changes
+    # were hit from behind in real time (free_cruise_fog and free_cruise_dusk: a car at
+    # 125 km/h in the left lane, 4.4–5.9 m/s impact some 5 s in, half-way across the line).
+    # Lane changes are still sampled (fixed tensor shapes) and rejected at the choice.
+    rear_view: bool = False
     weights: CostWeights = field(default_factory=CostWeights)
 
     @property

@@ -32,6 +32,7 @@ import torch
 from prometheus_client import Counter
 
 from common.device import resolve_device
+from planning.config import PlannerConfig
 from planning.planner import Planner
 from planning.runtime import tune_allocator
 from planning.stack import CommandOut, PlanningStack, PlanOut, StepResult
@@ -89,7 +90,8 @@ class PlanningService:
         self.control = control
         self.signer = control.signer()  # a new epoch for every start of the gate
         self.warn_dev_key = control.uses_dev_key  # said once, with the first command
-        self.planner = Planner(device=str(resolve_device(settings.device)))
+        self.planner = Planner(PlannerConfig(rear_view=options.rear_view),
+                               device=str(resolve_device(settings.device)))
         self.config = convert.stack_config(options, control)
         self.vehicles: dict[str, Vehicle] = {}
         self.clamps = Counter("roadstream_gate_clamps_total", "Commands clamped by the gate",
