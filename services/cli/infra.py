@@ -17,6 +17,7 @@ from services.cli.common import CommandError, emit, run_async, settings_from
 from services.control.settings import load_control_settings
 from services.docs import write_docs
 from services.messages import ALL_TOPICS
+from services.runtime.process import freeze_heap
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -84,7 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with kafka(settings) as bootstrap:
-            await build(args.service, settings, bootstrap).runtime.run()
+            runtime = build(args.service, settings, bootstrap).runtime
+            freeze_heap()  # built: its imports, model and clients live as long as the process
+            await runtime.run()
 
     with contextlib.suppress(KeyboardInterrupt):
         run_async(serve())
