@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from services.messages import (
     ModelDeployment,
     SafetyEvent,
 )
+from services.perception.deploy import deployment_of
 from services.runtime.events import MODEL_PROMOTION_OVERRIDE
 from services.settings import Settings
 
@@ -129,12 +129,6 @@ def _publish_flag(p: argparse.ArgumentParser) -> None:
                    help="change the registry only; do not publish the deployment on "
                         "model.deployments (published by default when "
                         "ROADSTREAM_BOOTSTRAP_SERVERS is set)")
-
-
-def deployment_of(entry: dict[str, Any], action: DeploymentAction) -> ModelDeployment:
-    """The `model.deployments` command that serves a registry entry."""
-    return ModelDeployment(version=entry["version"], path=entry["path"], sha256=entry["sha256"],
-                           stage=entry["stage"], action=action, stamp_ns=time.time_ns())
 
 
 async def publish_deployment(settings: Settings, deployment: ModelDeployment) -> None:

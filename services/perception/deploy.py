@@ -15,8 +15,16 @@ thread) and runs it beside production (shadow.py): `model_shadow_started` (info)
 shadow, or a promotion of it, ends the shadow with a last report and `model_shadow_stopped`.
 
 Every replica must see every deployment, so each service instance reads `model.deployments` in
-a consumer group of its own, from the newest offset at its start: a service started later
-serves its configured weights (ROADSTREAM_PERCEPTION_WEIGHTS) until the next deployment.
+a consumer group of its own, from the newest offset at its start. What was deployed before that
+comes from the model registry: with ``from_registry`` (ROADSTREAM_PERCEPTION_FROM_REGISTRY) a
+service started or restarted after a promotion serves the registry's production version from
+its first frame (checked as a swap is; on a failure it serves its configured weights and raises
+`model_swap_failed` once it runs). Once its deployment consumer holds its partition it reads
+the registry again and applies a production that changed meanwhile, as a deployment: `promote`
+writes the registry before it publishes, so a promotion is either in that second reading or
+on the topic after the consumer's start, never in neither. Without ``from_registry`` a service
+serves its configured weights (ROADSTREAM_PERCEPTION_WEIGHTS) until the next deployment. A
+shadow is not resumed after a restart: it is an experiment, not a state of the registry.
 """
 
 from __future__ import annotations
@@ -24,13 +32,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
 
 from perception.detector import Detector
 from perception.hotswap import LoadTimes, ServedModel, SwapError, load_verified
+from perception.registry import ModelRegistry, RegistryError
 from perception.tracking import TrackerConfig
 from services.messages import (
     MODEL_DEPLOYMENTS,
@@ -54,6 +64,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MS = 1e-6  # ns → ms
+#: Where a swap's command came from (the ``origin`` of its events).
+ORIGIN_TOPIC: Final = "model.deployments"
+ORIGIN_REGISTRY: Final = "registry at start"
 
 #: Loads a detector from a checkpoint file or package folder (the service's settings applied).
 Loader = Callable[[Path], Detector]
@@ -81,24 +94,24 @@ class Deployments:
         if command.action in (DeploymentAction.SHADOW, DeploymentAction.SHADOW_STOP):
             await self.shadow(command, record, received_ns)
             return
+        await self.swap(command, EventRefs(topic=record.topic, partition=record.partition,
+                                           offset=record.offset), received_ns, ORIGIN_TOPIC)
+
+    async def swap(self, command: ModelDeployment, refs: EventRefs, received_ns: int,
+                   origin: str) -> None:
+        """Serve ``command``'s model from the next batch on, or keep the old one and say why.
+        ``origin``: where the command came from (`ORIGIN_TOPIC`, `ORIGIN_REGISTRY`)."""
         old = self.service.model
         if (command.version, command.sha256) == (old.version, old.sha256):
             log.info("perception: %s (%s…) already serving", command.version, command.sha256[:12])
             return
-        refs = EventRefs(topic=record.topic, partition=record.partition, offset=record.offset)
         details: dict[str, object] = {
             "version": command.version, "sha256": command.sha256, "path": command.path,
-            "action": command.action.value, "previous": _names(old)}
+            "action": command.action.value, "previous": _names(old), "origin": origin}
         try:
             new, times = await self._load_verified(command)
         except SwapError as error:
-            self.failures += 1
-            log.warning("perception: deployment of %s refused, %s keeps serving: %s",
-                        command.version, old.version, error)
-            await self.service.frame.emit(safety_event(
-                source="perception", type_=MODEL_SWAP_FAILED, severity=Severity.WARNING,
-                details={**details, "step": error.step, "error": str(error),
-                         "serving": _names(old)}, refs=refs))
+            await self.refused(command, error, details, refs)
             return
         self.service.model = new  # between two batches: a running batch keeps the one it took
         self.service.tracker_config = TrackerConfig.at_operating_score(new.detector.operating_score)
@@ -116,6 +129,61 @@ class Deployments:
         shadow = self.service.shadow.model
         if shadow is not None and (shadow.version, shadow.sha256) == (new.version, new.sha256):
             await self._stop_shadow(refs, "promoted to production")  # nothing left to compare
+
+    async def refused(self, command: ModelDeployment, error: SwapError,
+                      details: dict[str, object], refs: EventRefs) -> None:
+        """Count and raise `model_swap_failed`: ``command`` did not pass ``error.step``."""
+        self.failures += 1
+        serving = self.service.model
+        log.warning("perception: deployment of %s refused, %s keeps serving: %s",
+                    command.version, serving.version, error)
+        await self.service.frame.emit(safety_event(
+            source="perception", type_=MODEL_SWAP_FAILED, severity=Severity.WARNING,
+            details={**details, "step": error.step, "error": str(error),
+                     "serving": _names(serving)}, refs=refs))
+
+    async def follow_registry(self, registry_dir: Path, at_build: StartChoice,
+                              assigned: Callable[[], Awaitable[bool]],
+                              stop: asyncio.Event) -> None:
+        """The start-up half of ``from_registry`` (see the module), as a background loop.
+
+        Raises `model_swap_failed` for what went wrong at build (``at_build``), then, once
+        ``assigned()`` says the deployment consumer holds its partition, reads the registry
+        again and swaps to its production if that is not what serves. Then waits for ``stop``.
+        """
+        refs = EventRefs()
+        if at_build.failure is not None and at_build.command is not None:
+            await self.refused(at_build.command, at_build.failure, {
+                "version": at_build.command.version, "sha256": at_build.command.sha256,
+                "path": at_build.command.path, "action": at_build.command.action.value,
+                "previous": None, "origin": ORIGIN_REGISTRY}, refs)
+        if await assigned():
+            received_ns = time.time_ns()
+            try:
+                command = production_deployment(registry_dir)
+            except RegistryError as exc:
+                command = None
+                await self.unreadable(registry_dir, exc, refs)
+            failed_before = at_build.failure is not None and at_build.command is not None and (
+                command is not None and (command.version, command.sha256) == (
+                    at_build.command.version, at_build.command.sha256))
+            if command is not None and not failed_before:  # that one was said already
+                await self.swap(command, refs, received_ns, ORIGIN_REGISTRY)
+        elif at_build.unreadable is not None:
+            await self.unreadable(registry_dir, at_build.unreadable, refs)
+        await stop.wait()
+
+    async def unreadable(self, registry_dir: Path, error: RegistryError,
+                         refs: EventRefs) -> None:
+        """`model_swap_failed` for a registry that cannot be read; the model serving stays."""
+        self.failures += 1
+        serving = self.service.model
+        log.warning("perception: registry %s unreadable, %s keeps serving: %s", registry_dir,
+                    serving.version, error)
+        await self.service.frame.emit(safety_event(
+            source="perception", type_=MODEL_SWAP_FAILED, severity=Severity.WARNING,
+            details={"origin": ORIGIN_REGISTRY, "step": "registry", "registry": str(registry_dir),
+                     "error": str(error), "serving": _names(serving)}, refs=refs))
 
     async def shadow(self, command: ModelDeployment, record: Record, received_ns: int) -> None:
         """Start (action ``shadow``) or stop (``shadow_stop``) the candidate in shadow."""
@@ -169,6 +237,48 @@ class Deployments:
             details={"version": stopped.version if stopped else None,
                      "sha256": stopped.sha256 if stopped else None, "reason": reason,
                      "last_report_frames": last["frames"] if last else 0}, refs=refs))
+
+
+def deployment_of(entry: Mapping[str, Any], action: DeploymentAction) -> ModelDeployment:
+    """The `model.deployments` command that serves a registry entry."""
+    return ModelDeployment(version=entry["version"], path=entry["path"], sha256=entry["sha256"],
+                           stage=entry["stage"], action=action, stamp_ns=time.time_ns())
+
+
+def production_deployment(registry_dir: Path) -> ModelDeployment | None:
+    """The deployment of the registry's production version; None when none was promoted.
+    Raises ``RegistryError`` for a registry that cannot be read."""
+    entry = ModelRegistry(registry_dir).production()
+    return None if entry is None else deployment_of(entry, DeploymentAction.PROMOTE)
+
+
+@dataclass(frozen=True)
+class StartChoice:
+    """What ``from_registry`` found at build: the registry's production as a deployment
+    (None: none, or unreadable), and why it does not serve (None: it serves, or there is none)."""
+
+    command: ModelDeployment | None = None
+    failure: SwapError | None = None
+    unreadable: RegistryError | None = None
+
+
+def model_at_start(registry_dir: Path, load: Loader) -> tuple[ServedModel | None, StartChoice]:
+    """The registry's production, checked and warmed up as a swap is, for a service to serve
+    from its first frame; ``(None, why)`` when there is none or it fails its check."""
+    try:
+        command = production_deployment(registry_dir)
+    except RegistryError as exc:
+        log.warning("perception: registry %s unreadable at start: %s", registry_dir, exc)
+        return None, StartChoice(unreadable=exc)
+    if command is None:
+        return None, StartChoice()
+    try:
+        model, _ = load_verified(command.path, version=command.version, sha256=command.sha256,
+                                 load=load)
+    except SwapError as error:
+        return None, StartChoice(command=command, failure=error)
+    log.info("perception: serving the registry's production %s from the start", command.version)
+    return model, StartChoice(command=command)
 
 
 def deployment_group(service_group: str, instance: str) -> str:

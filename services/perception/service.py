@@ -50,7 +50,12 @@ from services.messages import (
     Severity,
 )
 from services.perception.decode import Image, decode_frames, gpu_decode_device
-from services.perception.deploy import Deployments, deployment_group
+from services.perception.deploy import (
+    Deployments,
+    StartChoice,
+    deployment_group,
+    model_at_start,
+)
 from services.perception.settings import PerceptionSettings, model_threads
 from services.perception.shadow import ShadowJob, ShadowRunner, names_of
 from services.perception.wire import detect_batch, stream_of, to_wire
@@ -325,7 +330,11 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
         return load_detector(path, device=settings.device, score_thresh=options.score_thresh,
                              num_threads=model_threads(settings))
 
-    if detector is None:
+    at_start, choice = (model_at_start(settings.model_registry_dir, load)
+                        if options.from_registry and detector is None else (None, StartChoice()))
+    if at_start is not None:
+        model = at_start
+    elif detector is None:
         detector = load_detector(options.weights, builder=options.builder,
                                  class_map=options.class_map, device=settings.device,
                                  score_thresh=options.score_thresh,
@@ -352,6 +361,9 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
         service.shadow.begin(ServedModel(candidate, candidate.model_version,
                                          artifact_sha256(options.shadow_weights)))
     runtime.background(service.shadow.run)
+    if options.from_registry:
+        runtime.background(lambda stop: deployments.follow_registry(
+            settings.model_registry_dir, choice, lambda: runtime.wait_assigned(60.0), stop))
     runtime.on_stop(service.worker.shutdown)  # after the last batch drained
     runtime.on_stop(service.shadow.worker.shutdown)
     runtime.on_stop(deployments.worker.shutdown)

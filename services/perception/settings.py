@@ -71,6 +71,13 @@ class PerceptionSettings(BaseSettings):
     max_streams: int = Field(
         default=256, ge=1, le=100_000, description="Camera streams tracked at once; beyond it "
         "the longest silent is forgotten (a producer inventing camera ids cannot grow memory).")
+    from_registry: bool = Field(
+        default=False, description="Serve the model registry's production version "
+        "(ROADSTREAM_MODEL_REGISTRY_DIR) from the start instead of `weights`, and read the "
+        "registry again once the model.deployments consumer holds its partition: a replica "
+        "started or restarted after a promotion serves what the others serve. `weights` "
+        "serves when nothing was promoted, or when the production fails its check "
+        "(model_swap_failed).")
     shadow_weights: Path | None = Field(
         default=None, description="A candidate checkpoint or package (ours) to run in shadow "
         "beside production on the frames production serves, publishing on "
