@@ -12,12 +12,13 @@ and each entry::
     version      the artifact's own model_version (what every perception.objects names)
     stage        "candidate" | "production" | "archived"   (at most one production)
     kind         "checkpoint" (a .pt file) | "package" (a folder, ``perception.packages``)
-    path         absolute path of the checkpoint file or package folder
+    path         the checkpoint file or package folder, relative to the registry's folder
+                 (an absolute path, as older indexes hold, is read as it is)
     sha256       ``artifact_sha256(path)`` when registered: a checkpoint file's bytes, a package's
                  manifest.json (which pins its model file's sha256, so it covers both)
     metrics      the package manifest's ``evaluation``, or a checkpoint's validation metrics and
                  operating point (``{}`` when it has none)
-    model_card   absolute path of the model card (Markdown), or null
+    model_card   the model card (Markdown), relative like ``path``, or null
     created_utc, promoted_utc   ISO 8601 UTC instants (promoted: last made production, or null)
     history      [{at_utc, stage, from, reason}, ...]: every stage change, oldest first (a
                  promotion below the floors made anyway also holds ``override``: its reason
@@ -26,7 +27,10 @@ and each entry::
                  matched boxes, recall, precision, agreement with the production named in it
 
 The registry records where an artifact is; it never copies it, so a path must stay valid (and
-be reachable from the perception services it is deployed to). Every write replaces the index
+be reachable from the perception services it is deployed to). Paths are kept relative to the
+registry's folder, so a registry moved or cloned together with its artifacts stays valid, and
+an index names no folder of the machine it was made on; every entry the methods return holds
+them absolute. Every write replaces the index
 whole (a temporary file, then ``os.replace``) under an exclusive lock on ``index.lock``: a
 reader sees the old index or the new one, never half of one, and two writers never lose each
 other's change. Every error is a ``RegistryError`` naming the input.
@@ -184,16 +188,17 @@ class ModelRegistry:
     def entries(self) -> list[dict[str, Any]]:
         """Every entry, oldest registration first."""
         models = self.load()["models"].values()
-        return sorted(models, key=lambda e: (e["created_utc"], e["version"]))
+        return [self._resolved(e) for e in sorted(models, key=lambda e: (e["created_utc"],
+                                                                          e["version"]))]
 
     def get(self, version: str) -> dict[str, Any]:
         """The entry of ``version``; ``RegistryError`` naming it and the known ones if absent."""
-        return self._entry(self.load(), version)
+        return self._resolved(self._entry(self.load(), version))
 
     def production(self) -> dict[str, Any] | None:
         """The production entry, or None when nothing was promoted."""
-        return next((e for e in self.load()["models"].values() if e["stage"] == "production"),
-                    None)
+        return next((self._resolved(e) for e in self.load()["models"].values()
+                     if e["stage"] == "production"), None)
 
     # --- changing
     def register(self, path: str | Path, *, stage: Stage = "candidate",
@@ -210,13 +215,15 @@ class ModelRegistry:
             known = index["models"].get(artifact.version)
             if known is not None:
                 raise RegistryError(f"version {artifact.version} is already registered (from "
-                                    f"{known['path']}); {artifact.path} cannot take it again")
+                                    f"{self._absolute(known['path'])}); {artifact.path} cannot "
+                                    "take it again")
             now = _stamp(self._clock())
             entry: dict[str, Any] = {
                 "version": artifact.version, "stage": "candidate", "kind": artifact.kind,
-                "path": str(artifact.path), "sha256": artifact.sha256,
+                "path": self._relative(artifact.path), "sha256": artifact.sha256,
                 "metrics": artifact.metrics,
-                "model_card": str(artifact.model_card) if artifact.model_card else None,
+                "model_card": (self._relative(artifact.model_card) if artifact.model_card
+                               else None),
                 "created_utc": now, "promoted_utc": None,
                 "history": [{"at_utc": now, "stage": "candidate", "from": None,
                              "reason": "registered"}]}
@@ -225,7 +232,7 @@ class ModelRegistry:
                 self._make_production(index, artifact.version, now, "registered as production")
             elif stage == "archived":
                 self._move(entry, "archived", now, "registered as archived")
-            return dict(entry)
+            return self._resolved(entry)
 
     def promote(self, version: str, *, override: Mapping[str, Any] | None = None
                 ) -> tuple[dict[str, Any], str | None]:
@@ -239,7 +246,7 @@ class ModelRegistry:
         with self._change() as index:
             entry = self._entry(index, version)
             if entry["stage"] == "production":
-                return dict(entry), None
+                return self._resolved(entry), None
             before = next((e["version"] for e in index["models"].values()
                            if e["stage"] == "production"), None)
             reason = "promoted" if override is None else (
@@ -247,7 +254,7 @@ class ModelRegistry:
             self._make_production(index, version, _stamp(self._clock()), reason)
             if override is not None:
                 entry["history"][-1]["override"] = dict(override)
-            return dict(entry), before
+            return self._resolved(entry), before
 
     def record_shadow(self, version: str, report: Mapping[str, Any]) -> dict[str, Any]:
         """Keep ``report`` (a combined shadow comparison) as ``version``'s ``shadow``; the entry.
@@ -262,7 +269,7 @@ class ModelRegistry:
                 "at_utc": now, "stage": entry["stage"], "from": entry["stage"],
                 "reason": f"shadow report recorded: agreement {report.get('agreement')} over "
                           f"{report.get('frames')} frames"})
-            return dict(entry)
+            return self._resolved(entry)
 
     def rollback(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Restore the production before the current one: ``(restored, rolled back)``.
@@ -290,9 +297,25 @@ class ModelRegistry:
                        f"{current['version']}")
             restored["promoted_utc"] = now
             index["production_log"] = previous
-            return dict(restored), dict(current)
+            return self._resolved(restored), self._resolved(current)
 
     # --- internals
+    def _relative(self, path: Path) -> str:
+        """``path`` as the index keeps it: relative to the registry's folder."""
+        return os.path.relpath(Path(path).resolve(), self.root.resolve())
+
+    def _absolute(self, kept: str) -> str:
+        """A path of the index as an absolute one (an absolute one stays as it is)."""
+        return os.path.normpath(self.root.resolve() / kept)
+
+    def _resolved(self, entry: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``entry`` with its paths absolute."""
+        out = dict(entry)
+        out["path"] = self._absolute(entry["path"])
+        if entry.get("model_card"):
+            out["model_card"] = self._absolute(entry["model_card"])
+        return out
+
     def _entry(self, index: Mapping[str, Any], version: str) -> dict[str, Any]:
         models: dict[str, dict[str, Any]] = index["models"]
         if version not in models:

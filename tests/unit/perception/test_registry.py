@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,49 @@ def test_register_a_checkpoint_records_what_it_is(registry: ModelRegistry,
                                  "from": None, "reason": "registered"}]
     # what a fresh reader of the folder sees
     assert ModelRegistry(registry.root).get("v1") == entry
+
+
+def test_paths_are_kept_relative_so_a_registry_moved_with_its_artifacts_stays_valid(
+        tmp_path: Path) -> None:
+    """The index names no folder of the machine it was made on; a copy of the project (the
+    registry and its artifacts together) elsewhere resolves to the copy's artifacts."""
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    (project / "weights" / "MODEL_CARD.md").write_text("# Tiny\n")
+    ckpt = checkpoint(project / "weights" / "v1.pt", "v1")
+    folder = package(project / "packages" / "v1-onnx", "v1-onnx-fp32")
+    registry = ModelRegistry(project / "registry", clock=Clock())
+    registry.register(ckpt, stage="production")
+    registry.register(folder)
+    index = json.loads((registry.root / INDEX).read_text())
+    assert index["models"]["v1"]["path"] == "../weights/v1.pt"
+    assert index["models"]["v1"]["model_card"] == "../weights/MODEL_CARD.md"
+    assert index["models"]["v1-onnx-fp32"]["path"] == "../packages/v1-onnx"
+    assert str(tmp_path) not in (registry.root / INDEX).read_text()
+
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(project, moved)
+    shutil.rmtree(project)  # nothing may still point at the old place
+    copy = ModelRegistry(moved / "registry", clock=Clock())
+    production = copy.production()
+    assert production is not None
+    assert production["path"] == str((moved / "weights" / "v1.pt").resolve())
+    assert production["model_card"] == str((moved / "weights" / "MODEL_CARD.md").resolve())
+    assert artifact_sha256(production["path"]) == production["sha256"]
+    entry, archived = copy.promote("v1-onnx-fp32")
+    assert entry["path"] == str((moved / "packages" / "v1-onnx").resolve())
+    assert archived == "v1"
+    assert artifact_sha256(entry["path"]) == entry["sha256"]
+
+
+def test_an_index_with_absolute_paths_is_read_as_it_is(registry: ModelRegistry,
+                                                       three: list[Path]) -> None:
+    """Indexes written before paths were kept relative hold absolute ones."""
+    registry.register(three[0])
+    index = json.loads(registry.index_path.read_text())
+    index["models"]["v1"]["path"] = str(three[0].resolve())
+    registry.index_path.write_text(json.dumps(index))
+    assert registry.get("v1")["path"] == str(three[0].resolve())
 
 
 def test_register_a_package_names_it_by_its_manifest(registry: ModelRegistry,
