@@ -43,7 +43,6 @@ from perception.hotswap import LoadTimes, ServedModel, SwapError, load_verified
 from perception.registry import ModelRegistry, RegistryError
 from perception.tracking import TrackerConfig
 from services.messages import (
-    MODEL_DEPLOYMENTS,
     DeploymentAction,
     EventRefs,
     ModelDeployment,
@@ -280,7 +279,3 @@ def model_at_start(registry_dir: Path, load: Loader) -> tuple[ServedModel | None
     log.info("perception: serving the registry's production %s from the start", command.version)
     return model, StartChoice(command=command)
 
-
-def deployment_group(service_group: str, instance: str) -> str:
-    """The consumer group of one service instance on `model.deployments`."""
-    return f"{service_group}.{MODEL_DEPLOYMENTS.name}.{instance}"

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,6 @@ from services.perception.decode import Image, decode_frames, gpu_decode_device
 from services.perception.deploy import (
     Deployments,
     StartChoice,
-    deployment_group,
     model_at_start,
 )
 from services.perception.settings import PerceptionSettings, model_threads
@@ -354,8 +352,8 @@ def build(settings: Settings, bootstrap: str, *, options: PerceptionSettings | N
                           top_up_ms=options.max_wait_ms if options.newest_per_camera else None,
                           max_wait_ms=options.max_wait_ms)(service.handle)
     deployments = Deployments(service, load)
-    runtime.consume(MODEL_DEPLOYMENTS, auto_offset_reset="latest", group_id=deployment_group(
-        runtime.topic_group(MODEL_DEPLOYMENTS), uuid.uuid4().hex[:12]))(deployments.handle)
+    runtime.consume(MODEL_DEPLOYMENTS, auto_offset_reset="latest",
+                    group_id=runtime.instance_group(MODEL_DEPLOYMENTS))(deployments.handle)
     if options.shadow_weights is not None:
         candidate = load(options.shadow_weights)
         service.shadow.begin(ServedModel(candidate, candidate.model_version,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -272,8 +271,7 @@ def build(settings: Settings, bootstrap: str, *, options: PlanningSettings | Non
     runtime.consume(PERCEPTION_OBJECTS, at_least_once=False)(service.on_objects)
     # Every instance hears every run's end (a group of its own), from now on.
     runtime.consume(SAFETY_EVENTS, at_least_once=False, auto_offset_reset="latest",
-                    group_id=f"{runtime.topic_group(SAFETY_EVENTS)}.{uuid.uuid4().hex[:12]}",
-                    )(service.on_event)
+                    group_id=runtime.instance_group(SAFETY_EVENTS))(service.on_event)
     if options.clock == "wall":
         runtime.background(service.control_loop)
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -176,6 +177,12 @@ class ServiceRuntime:
         whenever any of them joins, which stalls every topic of the service.
         """
         return f"{self.group_id}.{spec.name}"
+
+    def instance_group(self, spec: TopicSpec) -> str:
+        """A consumer group of this service instance alone on ``spec``: ``topic_group`` and a
+        random instance id. Every instance then reads every record (a command for each
+        replica, an end of run each must hear), where one shared group would split them."""
+        return f"{self.topic_group(spec)}.{uuid.uuid4().hex[:12]}"
 
     def health(self) -> dict[str, object]:
         """The `/healthz` document: ``status`` ``ok`` (HTTP 200) only while serving, ready.

@@ -101,14 +101,13 @@ async def test_a_finished_run_is_no_longer_commanded_and_a_forged_end_changes_no
         10_000, timeout_s=3)]
     # The ended vehicle was commanded normally once its gate engaged (it starts stopped until
     # its inputs are fresh), then not at all: no command after planning took the end in, and
-    # no stop or stale event from its gate after it engaged.
-    engaged = next(c for c in commands[ended] if c.mode == "normal")
-    assert {c.mode for c in commands[ended] if c.seq >= engaged.seq} == {"normal"}
-    assert len([c for c in commands[ended] if c.seq >= engaged.seq]) >= 5
+    # no stop or stale event from its gate after that. (Before the end, on a loaded machine
+    # this test's own inputs can come late, and the gate then rightly stops for a while: the
+    # subject is what follows the end, the walk to an emergency stop for a car gone.)
+    assert len([c for c in commands[ended] if c.mode == "normal"]) >= 5
     assert max(c.stamp_ns for c in commands[ended]) <= taken_ns
     assert not [e for e in events if e.vehicle_id == ended and e.source == "gate"
-                and e.type in ("minimal_risk_stop", "stale_input")
-                and e.stamp_ns > engaged.stamp_ns]
+                and e.type in ("minimal_risk_stop", "stale_input") and e.stamp_ns > taken_ns]
     # The forged end changed nothing: the gate went on commanding, and stopped that vehicle
     # when its inputs went silent, with its event.
     after = [c for c in commands[forged] if c.stamp_ns > taken_ns]
