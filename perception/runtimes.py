@@ -22,6 +22,7 @@ they take the model itself.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -114,12 +115,23 @@ def ort_providers(device: str | torch.device, available: list[str], *,
     return [*chosen, "CPUExecutionProvider"]
 
 
+def engine_cache_dir(model_file: str | Path) -> Path:
+    """Where TensorRT keeps the engines it builds for ``model_file``: building one takes
+    minutes, so each machine builds it once. ``$XDG_CACHE_HOME`` (default ``~/.cache``)
+    ``/roadstream/tensorrt/<the file's sha256, 16 digits>``: a changed model gets its own."""
+    from perception.packages import file_sha256  # packages imports this module
+
+    home = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(home) / "roadstream" / "tensorrt" / file_sha256(Path(model_file))[:16]
+
+
 class OrtRuntime:
     """The core in ONNX Runtime (fp32 or a QDQ int8 graph), on the CPU or a CUDA GPU.
 
     ``num_threads`` sets the session's intra-op threads (``None``: ONNX Runtime's default, every
     core); inter-op parallelism is off (one graph, sequential). ``device`` ``cuda[:N]`` runs it
-    on the GPU providers of ``ort_providers`` (TensorRT fp16, else CUDA); the head outputs
+    on the GPU providers of ``ort_providers`` (TensorRT fp16, its engines cached in
+    ``cache_dir``, default ``engine_cache_dir``; else CUDA); the head outputs
     still come back to the host, where the shared post-processing runs. Raises ``ValueError``
     naming the file when it is not a model of the core's contract, or when the GPU providers
     asked for are missing or were not taken (ONNX Runtime falls back to the CPU silently when
@@ -139,8 +151,12 @@ class OrtRuntime:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = Path(path)
+        available = ort.get_available_providers()
+        if torch.device(device).type == "cuda" and "TensorrtExecutionProvider" in available:
+            cache_dir = cache_dir or engine_cache_dir(path)
+            cache_dir.mkdir(parents=True, exist_ok=True)
         try:
-            providers = ort_providers(device, ort.get_available_providers(), cache_dir=cache_dir)
+            providers = ort_providers(device, available, cache_dir=cache_dir)
         except ValueError as exc:
             raise ValueError(f"ONNX model {path}: {exc}") from exc
         try:

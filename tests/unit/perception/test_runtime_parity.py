@@ -35,6 +35,7 @@ import torch
 from perception.checkpoint import load_detector
 from perception.detections import Detections
 from perception.eval_run import DEFAULT_INT8_PACKAGE, DEFAULT_WEIGHTS, load_model
+from perception.packages import file_sha256
 from perception.runtimes import (
     GPU_PROVIDERS,
     OrtRuntime,
@@ -42,6 +43,7 @@ from perception.runtimes import (
     Runtime,
     SplitModel,
     TorchRuntime,
+    engine_cache_dir,
     ort_providers,
 )
 from perception.tracking import iou_matrix
@@ -203,6 +205,20 @@ def test_ort_providers_for_each_device() -> None:
         ort_providers("cuda", cpu_only)
     with pytest.raises(ValueError, match="cpu or cuda, not mps"):
         ort_providers("mps", gpu)
+
+
+def test_tensorrt_engines_are_cached_per_model_file(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built once per machine and model: under the user's cache, keyed by the file's digest."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    a.write_bytes(b"graph a")
+    b.write_bytes(b"graph b")
+    assert engine_cache_dir(a) == tmp_path / "cache" / "roadstream" / "tensorrt" / file_sha256(
+        a)[:16]
+    assert engine_cache_dir(b) != engine_cache_dir(a)
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert engine_cache_dir(a).parent == Path.home() / ".cache" / "roadstream" / "tensorrt"
 
 
 def test_ort_runtime_refuses_a_graph_of_another_contract(tmp_path: Path) -> None:
