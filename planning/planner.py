@@ -43,8 +43,8 @@ _FOLLOW_SLACK_MPS = 1.0  # slower than the desired speed by more than this, behi
 def _in_lane_first(safe: torch.Tensor, cands: CandidateSet) -> torch.Tensor:
     """The safe candidates that stay in the ego's lane, or every safe one when none does.
 
-    Without a view behind the ego (``PlannerConfig.rear_view`` False) a lane change is the
-    last resort of an evasion, never a choice among safe plans. On the device, no sync.
+    With ``PlannerConfig.blind_lane_changes`` False a lane change is the last resort of an
+    evasion, never a choice among safe plans. On the device, no sync.
     """
     in_lane = (cands.lane_shift == 0)[:, None].expand(-1, cands.n_speed).reshape(-1)
     kept = safe & in_lane
@@ -83,9 +83,9 @@ class Planner:
         Obstacles are in the ego frame (see :class:`planning.types.Obstacle`).
         ``previous_lane``: the ``target_lane_index`` of this vehicle's previous plan, if any
         (aiming elsewhere costs ``CostWeights.consistency``). Returns the lowest-cost safe
-        candidate (without ``PlannerConfig.rear_view``: the lowest-cost safe one that stays
-        in its lane, when there is one), or the emergency stop straight ahead when none is
-        safe (``any_safe`` False).
+        candidate (with ``PlannerConfig.blind_lane_changes`` False: the lowest-cost safe one
+        that stays in its lane, when there is one), or the emergency stop straight ahead when
+        none is safe (``any_safe`` False).
         """
         cfg, veh = self.config, self.vehicle
         with torch.inference_mode():
@@ -95,7 +95,7 @@ class Planner:
             roll = integrate(ego, speed, curvature, cfg, veh, self._t_s)
             obs = predict_obstacles(obstacles, ego, self._t_s, cfg, veh)
             ev = evaluate(roll, cands, obs, ego, cfg, self._workspace, previous_lane)
-            safe = ev.safe if cfg.rear_view else _in_lane_first(ev.safe, cands)
+            safe = ev.safe if cfg.blind_lane_changes else _in_lane_first(ev.safe, cands)
             masked = torch.where(safe, ev.total, math.inf)
             # One device → host transfer for the choice.
             idx, n_safe = (int(v) for v in torch.stack([masked.argmin(), safe.sum()]).tolist())

@@ -89,7 +89,7 @@ class PlanningService:
         self.control = control
         self.signer = control.signer()  # a new epoch for every start of the gate
         self.warn_dev_key = control.uses_dev_key  # said once, with the first command
-        self.planner = Planner(PlannerConfig(rear_view=options.rear_view),
+        self.planner = Planner(PlannerConfig(blind_lane_changes=options.blind_lane_changes),
                                device=str(resolve_device(settings.device)))
         self.config = convert.stack_config(options, control)
         self.vehicles: dict[str, Vehicle] = {}

@@ -17,11 +17,11 @@ class PlanningSettings(BaseSettings):
         default="wall", description="wall: commands at a fixed rate by the wall clock; source: "
         "one command per perception result, timed by the inputs' stamps (lockstep replay).")
     primary_camera: str = Field(default="front", description="Camera whose frames trigger plans.")
-    rear_view: bool = Field(
-        default=False, description="The vehicle's sensors see the lanes beside and behind it "
-        "(a blind-spot view). Without one the planner changes lanes only to evade, when no "
-        "plan in its lane is safe: a car coming up from behind is invisible to forward "
-        "cameras.")
+    blind_lane_changes: bool = Field(
+        default=True, description="Change lanes whenever the planner finds it best, although "
+        "forward cameras cannot see a car coming up from behind in the next lane. false: "
+        "change lanes only to evade, when no plan in the lane is safe (safer in traffic from "
+        "behind; in the scenario library it costs cpnc_40kph a collision, docs/benchmarks.md).")
     timeout_periods: float = Field(default=4.0, ge=1.0, le=50.0,
                                    description="An input is stale after this many expected "
                                    "periods (registry rate) [-].")

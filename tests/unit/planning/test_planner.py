@@ -131,13 +131,13 @@ def test_ccrb_braking_lead_is_not_hit(gap_m: float, decel_mps2: float) -> None:
     assert loop.ego.speed_mps < 0.05
 
 
-#: A planner for a rig that sees the lanes beside and behind the ego (blind-spot view).
-REAR_VIEW = PlannerConfig(rear_view=True)
+#: A planner that changes lanes only to evade (``blind_lane_changes`` off).
+IN_LANE_FIRST = PlannerConfig(blind_lane_changes=False)
 
 
-def test_changes_lane_around_a_stopped_car_when_the_left_lane_is_free() -> None:
+def test_changes_lane_around_a_stopped_car_when_the_left_lane_is_free(planner: Planner) -> None:
     ego = EgoState(speed_mps=12.0, lane_index=0, n_lanes=2)
-    result = Planner(REAR_VIEW).plan(ego, [Obstacle(x_m=45.0, y_m=0.0)])
+    result = planner.plan(ego, [Obstacle(x_m=45.0, y_m=0.0)])
     assert result.behaviour == Behaviour.LANE_CHANGE_LEFT
     assert result.target_lane_index == 1
     assert result.trajectory.y_m[-1] == pytest.approx(3.5, abs=0.7)
@@ -148,8 +148,7 @@ def test_changes_lane_around_a_stopped_car_when_the_left_lane_is_free() -> None:
 
 def test_lane_change_closed_loop_passes_the_stopped_car() -> None:
     stopped = WorldObject(x_m=50.0, y_m=0.0)
-    loop = ClosedLoop(ego=EgoWorld(speed_mps=12.0), objects=[stopped], n_lanes=2,
-                      planner=Planner(REAR_VIEW))
+    loop = ClosedLoop(ego=EgoWorld(speed_mps=12.0), objects=[stopped], n_lanes=2)
     log = loop.run(duration_s=10.0)
     assert not log.collided
     assert loop.ego.x_m > stopped.x_m + 10.0
@@ -157,10 +156,11 @@ def test_lane_change_closed_loop_passes_the_stopped_car() -> None:
     assert any(p.behaviour == Behaviour.LANE_CHANGE_LEFT for p in log.plans)
 
 
-def test_without_a_rear_view_it_stops_behind_the_stopped_car_instead(planner: Planner) -> None:
-    """The same road as above with forward sensing only (the default): the free left lane
-    may hold a car coming up from behind that no forward camera sees, so the ego stops in
-    its lane, although the lane change is safe as far as it knows."""
+def test_without_blind_lane_changes_it_stops_behind_the_stopped_car_instead() -> None:
+    """The same road as above, lane changes only to evade: the free left lane may hold a car
+    coming up from behind that no forward camera sees, so the ego stops in its lane, although
+    the lane change is safe as far as it knows."""
+    planner = Planner(IN_LANE_FIRST)
     ego = EgoState(speed_mps=12.0, lane_index=0, n_lanes=2)
     obstacles = [Obstacle(x_m=45.0, y_m=0.0)]
     result = planner.plan(ego, obstacles)
@@ -170,7 +170,8 @@ def test_without_a_rear_view_it_stops_behind_the_stopped_car_instead(planner: Pl
     assert np.abs(result.trajectory.y_m).max() < 0.7
     assert_within_limits(result, ego)
     stopped = WorldObject(x_m=50.0, y_m=0.0)
-    loop = ClosedLoop(ego=EgoWorld(speed_mps=12.0), objects=[stopped], n_lanes=2)
+    loop = ClosedLoop(ego=EgoWorld(speed_mps=12.0), objects=[stopped], n_lanes=2,
+                      planner=planner)
     log = loop.run(duration_s=20.0, stop_when_stopped_s=1.0)
     assert not log.collided
     assert loop.ego.speed_mps < 0.05
@@ -179,11 +180,11 @@ def test_without_a_rear_view_it_stops_behind_the_stopped_car_instead(planner: Pl
     assert not any(p.behaviour == Behaviour.LANE_CHANGE_LEFT for p in log.plans)
 
 
-def test_without_a_rear_view_it_still_swerves_when_no_plan_in_its_lane_is_safe(
-    planner: Planner,
+def test_without_blind_lane_changes_it_still_swerves_when_no_plan_in_its_lane_is_safe(
 ) -> None:
     """At 20 m/s a stopped car 40 m ahead is too close to stop behind: only the free left
     lane is safe, and the ego takes it (an evasion is the last resort the rule keeps)."""
+    planner = Planner(IN_LANE_FIRST)
     stopped = [Obstacle(x_m=40.0, y_m=0.0)]
     one_lane = planner.plan(EgoState(speed_mps=20.0, lane_index=0, n_lanes=1), stopped)
     assert not one_lane.any_safe  # in its lane, nothing is safe
