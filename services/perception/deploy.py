@@ -149,7 +149,18 @@ class Deployments:
         Raises `model_swap_failed` for what went wrong at build (``at_build``), then, once
         ``assigned()`` says the deployment consumer holds its partition, reads the registry
         again and swaps to its production if that is not what serves. Then waits for ``stop``.
+        A failure here (the broker down as the event goes out) is logged: the service runs on
+        with the model it has, since a background loop that ends stops its service.
         """
+        try:
+            await self._check_registry(registry_dir, at_build, assigned)
+        except Exception as exc:  # any: the service must not stop for it
+            log.warning("perception: the registry check at start failed (%s: %s); %s keeps "
+                        "serving", type(exc).__name__, exc, self.service.model.version)
+        await stop.wait()
+
+    async def _check_registry(self, registry_dir: Path, at_build: StartChoice,
+                              assigned: Callable[[], Awaitable[bool]]) -> None:
         refs = EventRefs()
         if at_build.failure is not None and at_build.command is not None:
             await self.refused(at_build.command, at_build.failure, {
@@ -170,7 +181,6 @@ class Deployments:
                 await self.swap(command, refs, received_ns, ORIGIN_REGISTRY)
         elif at_build.unreadable is not None:
             await self.unreadable(registry_dir, at_build.unreadable, refs)
-        await stop.wait()
 
     async def unreadable(self, registry_dir: Path, error: RegistryError,
                          refs: EventRefs) -> None:
