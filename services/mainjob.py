@@ -379,8 +379,8 @@ async def drive_scenarios(settings: Settings, bootstrap: str, options: RunOption
         if recorder_task is not None:
             await asyncio.wait_for(ready.wait(), timeout=60)
         # This process renders and hosts the monitor and the audit: a full collection over
-        # everything the start left (about 450 000 objects) would stop all three for a
-        # quarter second about once a minute. Unfrozen when the segment's services go.
+        # everything the start left (about 455 000 objects) stops all three for some 200 ms.
+        # Unfrozen when the segment's services go.
         freeze_heap()
         results = []
         for i, name in enumerate(scenarios):
