@@ -41,7 +41,8 @@ async def running(bootstrap: str, unique: str,
 
 @pytest.fixture
 async def monitor(kafka_bootstrap: str, unique: str) -> AsyncIterator[tuple[ServiceRuntime, Monitor]]:
-    options = MonitorSettings(start_from="latest", lag_interval_s=1.0, run_silence_s=RUN_SILENCE_S)
+    options = MonitorSettings(start_from="latest", lag_interval_s=1.0, run_silence_s=RUN_SILENCE_S,
+                              frequency_hysteresis=0.05)
     async with running(kafka_bootstrap, unique, options) as started:
         yield started
 
@@ -99,7 +100,11 @@ async def test_stale_and_low_frequency_events_with_timing(
         assert mon.liveness.is_alive("vehicle.state", vehicle, run_id), "the monitor never saw it"
         await paced(20.0, 2.5)
         marks["slow_from_ns"] = time.time_ns()
-        await paced(16.0, 4.5)  # 80 % of the expected rate
+        # 60 % of the expected rate: well below the 90 % floor. Near the floor (80 %) the
+        # 100-message window's rate sank past it so slowly that a pause of the producer
+        # leaving the window lifted it back over the hysteresis for a moment on a loaded
+        # machine (frequency_ok between two frequency_low): right, but not this test's subject.
+        await paced(12.0, 4.5)
         await producer.flush()
         marks["stopped_ns"] = marks["last_sent_ns"]
         await asyncio.sleep(RUN_SILENCE_S + 1.0)
